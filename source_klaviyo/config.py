@@ -1,0 +1,137 @@
+"""The connector's typed configuration and the backfill window policy.
+
+The raw config is validated once, at the entrypoint, into `KlaviyoConfig`;
+everything below `source.py` works with the typed model. A config the model
+rejects becomes one config error that names each field and says what to fix.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any, Literal
+
+from airbyte_cdk.models import FailureType
+from airbyte_cdk.utils.airbyte_secrets_utils import update_secrets
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from source_klaviyo.endpoints import DEFAULT_REVISION, RETIRED_REVISION
+
+DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+_DATETIME_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
+
+# First-sync window per stream, in days; None reads all history. Users override
+# it per stream with `backfill_window_days` (0 there also means all history).
+BACKFILL_POLICY_DAYS: Mapping[str, int | None] = {
+    "events": 30,
+    "profiles": 730,
+    "templates": 730,
+    "lists": 730,
+    "segments": 730,
+    "campaigns_email": None,
+    "campaigns_sms": None,
+    "metrics": None,
+    "flows": None,
+}
+
+DEFAULT_NUM_WORKERS = 10
+MAX_NUM_WORKERS = 50
+
+
+def parse_datetime(value: str) -> datetime:
+    """Parse the config's `YYYY-MM-DDTHH:MM:SSZ` into an aware UTC datetime."""
+    if not isinstance(value, str) or not _DATETIME_PATTERN.fullmatch(value):
+        raise ValueError(f"must look like 2024-01-31T00:00:00Z (UTC, no fractions), got {value!r}")
+    try:
+        return datetime.strptime(value, DATETIME_FORMAT).replace(tzinfo=timezone.utc)
+    except ValueError:
+        raise ValueError(f"is not a real date and time: {value!r}") from None
+
+
+class BackfillWindows(BaseModel):
+    """Per-stream overrides of BACKFILL_POLICY_DAYS for streams Klaviyo can filter by time."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    templates: int | None = Field(default=None, ge=0)
+    lists: int | None = Field(default=None, ge=0)
+    segments: int | None = Field(default=None, ge=0)
+    campaigns_email: int | None = Field(default=None, ge=0)
+    campaigns_sms: int | None = Field(default=None, ge=0)
+    flows: int | None = Field(default=None, ge=0)
+
+
+class KlaviyoConfig(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    api_key: SecretStr
+    start_date: datetime | None = None
+    revision: Literal["2026-07-15", "2023-10-15"] = DEFAULT_REVISION
+    backfill_window_days: BackfillWindows = BackfillWindows()
+    num_workers: int = Field(default=DEFAULT_NUM_WORKERS, ge=1, le=MAX_NUM_WORKERS)
+
+    @field_validator("api_key")
+    @classmethod
+    def _private_key(cls, value: SecretStr) -> SecretStr:
+        key = value.get_secret_value()
+        if not key or any(char.isspace() for char in key):
+            raise ValueError("is empty or contains whitespace; paste the key exactly as Klaviyo shows it")
+        if not key.startswith("pk_") or key == "pk_":
+            raise ValueError(
+                "is not a Klaviyo private API key: private keys start with pk_ "
+                "(create one in Klaviyo under Settings > API keys)"
+            )
+        return value
+
+    @field_validator("start_date", mode="before")
+    @classmethod
+    def _start_date(cls, value: Any) -> datetime | None:
+        if value is None or value == "":
+            return None
+        parsed = parse_datetime(value)
+        if parsed > datetime.now(timezone.utc):
+            raise ValueError(f"is in the future ({value}); nothing would be read")
+        return parsed
+
+    @property
+    def uses_retired_revision(self) -> bool:
+        return self.revision == RETIRED_REVISION
+
+    def backfill_start(self, stream: str, now: datetime) -> datetime | None:
+        """Earliest time a first sync of `stream` reads: the later of (now - window) and start_date."""
+        days = getattr(self.backfill_window_days, stream, None)
+        if days is None:
+            days = BACKFILL_POLICY_DAYS[stream]
+        window_start = now - timedelta(days=days) if days else None
+        bounds = [bound for bound in (window_start, self.start_date) if bound is not None]
+        return max(bounds) if bounds else None
+
+
+def parse_config(raw: Mapping[str, Any]) -> KlaviyoConfig:
+    """Validate the raw config; any problem becomes one config error naming every bad field."""
+    key = raw.get("api_key") if isinstance(raw, Mapping) else None
+    if isinstance(key, str) and key:
+        update_secrets([key])  # before anything can echo it
+    try:
+        return KlaviyoConfig.model_validate(raw)
+    except ValidationError as error:
+        problems = "; ".join(_describe(problem) for problem in error.errors())
+        raise AirbyteTracedException(
+            message=f"Invalid configuration: {problems}.",
+            internal_message=f"Config validation failed: {problems}",
+            failure_type=FailureType.config_error,
+        ) from None
+
+
+def _describe(problem: Mapping[str, Any]) -> str:
+    field = ".".join(str(part) for part in problem["loc"]) or "config"
+    message = problem["msg"].removeprefix("Value error, ")
+    if problem["type"] == "missing":
+        message = "is required"
+    elif problem["type"] == "extra_forbidden":
+        message = "is not a known setting"
+    elif not message.startswith(("is ", "must ")):
+        message = f"is invalid: {message}"
+    return f"`{field}` {message}"

@@ -1,0 +1,48 @@
+"""Console entry point: `source-klaviyo spec|check|discover|read ...`."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from airbyte_cdk.entrypoint import AirbyteEntrypoint, launch
+from airbyte_cdk.models import FailureType
+from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+
+from source_klaviyo.source import SourceKlaviyo
+
+
+def run(args: list[str] | None = None) -> None:
+    args = sys.argv[1:] if args is None else args
+    source = SourceKlaviyo(_raw_config(args))
+    try:
+        launch(source, args)
+    except AirbyteTracedException as error:
+        # The CDK would log the traceback too; an error the user can fix needs only its message.
+        message = error.as_sanitized_airbyte_message()
+        if error.failure_type == FailureType.config_error:
+            message.trace.error.stack_trace = None
+        print(filter_secrets(AirbyteEntrypoint.airbyte_message_to_string(message)), flush=True)
+        status = error.as_connection_status_message()
+        if status and args and args[0] == "check":
+            # check answers a config error with a FAILED status, as the CDK does for errors inside check.
+            print(AirbyteEntrypoint.airbyte_message_to_string(status), flush=True)
+            return
+        sys.exit(1)
+
+
+def _raw_config(args: list[str]) -> Mapping[str, Any] | None:
+    """The config file's contents, read early only to size the worker pool; the entrypoint reports a bad file."""
+    path = AirbyteEntrypoint.extract_config(args)
+    if not path:
+        return None
+    try:
+        return SourceKlaviyo.read_config(path)
+    except (OSError, ValueError):
+        return None
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,263 @@
+"""Everything Klaviyo-wide about reading a JSON:API collection, so each stream is a declaration.
+
+`KlaviyoStream` sends the revision and key headers, asks for the largest page
+the revision allows, follows `links.next`, turns each resource into a flat
+record and leaves retries, rate limits and errors to `errors.py` and
+`rate_limits.py`. `IncrementalKlaviyoStream` adds a cursor whose windows come
+from the CDK's ConcurrentCursor (see `cursor.py`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC
+from collections.abc import Iterable, Mapping, MutableMapping
+from datetime import datetime, timedelta, timezone
+from typing import Any, ClassVar
+
+import requests
+from airbyte_cdk.models import FailureType, SyncMode
+from airbyte_cdk.sources.streams.call_rate import APIBudget
+from airbyte_cdk.sources.streams.http import HttpClient, HttpStream
+from airbyte_cdk.sources.streams.http.error_handlers import ErrorResolution, ResponseAction
+from airbyte_cdk.sources.streams.http.requests_native_auth import TokenAuthenticator
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+
+from source_klaviyo.config import KlaviyoConfig
+from source_klaviyo.cursor import SLICE_END, SLICE_START, format_klaviyo_datetime, parse_klaviyo_datetime
+from source_klaviyo.endpoints import KLAVIYO_API_URL, endpoint
+from source_klaviyo.errors import TIMEOUTS, KlaviyoErrorHandler, RetryAfterBackoff, json_body
+
+JSON_API = "application/vnd.api+json"
+
+
+class KlaviyoStream(HttpStream, ABC):
+    """A full-refresh read of one Klaviyo collection endpoint."""
+
+    primary_key = "id"
+    endpoint_name: ClassVar[str]
+    # JSON:API relationship name -> record field holding the related id(s).
+    relationships: ClassVar[Mapping[str, str]] = {}
+    # Attribute the backfill window filters on server-side; None: no time filter.
+    time_field: ClassVar[str | None] = None
+    # Whether the endpoint filters the time field with less-than (else only greater-than).
+    filters_upper_bound: ClassVar[bool] = True
+
+    def __init__(self, config: KlaviyoConfig, budget: APIBudget, now: datetime | None = None) -> None:
+        self._config = config
+        self._endpoint = endpoint(config.revision, self.endpoint_name)
+        self._budget = budget
+        self._window_start = config.backfill_start(self.name, now or datetime.now(timezone.utc))
+        self._authenticator = TokenAuthenticator(token=config.api_key.get_secret_value(), auth_method="Klaviyo-API-Key")
+        super().__init__(authenticator=self._authenticator, api_budget=budget)
+
+    @property
+    def url_base(self) -> str:
+        return KLAVIYO_API_URL
+
+    @property
+    def scope(self) -> str:
+        return self._endpoint.scope
+
+    @property
+    def window_start(self) -> datetime | None:
+        """Where a first sync starts: the later of the backfill window and start_date (None: all history)."""
+        return self._window_start
+
+    def path(self, next_page_token: Mapping[str, Any] | None = None, **kwargs: Any) -> str:
+        # links.next is a full URL that already carries every parameter of the query.
+        return next_page_token["next"] if next_page_token else self._endpoint.path(self._config.revision)
+
+    def request_headers(self, **kwargs: Any) -> Mapping[str, str]:
+        return {"revision": self._config.revision, "Accept": JSON_API}
+
+    def request_kwargs(self, **kwargs: Any) -> Mapping[str, Any]:
+        return {"timeout": TIMEOUTS}
+
+    def request_params(
+        self,
+        stream_state: Mapping[str, Any] | None = None,
+        stream_slice: Mapping[str, Any] | None = None,
+        next_page_token: Mapping[str, Any] | None = None,
+    ) -> MutableMapping[str, Any]:
+        if next_page_token:
+            return {}
+        params: MutableMapping[str, Any] = dict(self.extra_params())
+        if self._endpoint.max_page_size:
+            params["page[size]"] = self._endpoint.max_page_size
+        filters = [*self.base_filters(), *self.slice_filters(stream_slice), *self.window_filters(stream_slice)]
+        if filters:
+            params["filter"] = ",".join(filters)
+        return params
+
+    def extra_params(self) -> Mapping[str, Any]:
+        """Constant query parameters of the endpoint (e.g. include)."""
+        return {}
+
+    def base_filters(self) -> list[str]:
+        """Filters every request of the stream carries (e.g. the campaign channel)."""
+        return []
+
+    def slice_filters(self, stream_slice: Mapping[str, Any] | None) -> list[str]:
+        """Filters that tell one partition of the stream from another."""
+        return []
+
+    def window(self, stream_slice: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
+        """[start, end) of the time window this request reads; full refresh reads from the backfill start on."""
+        return (format_klaviyo_datetime(self._window_start) if self._window_start else None), None
+
+    def window_filters(self, stream_slice: Mapping[str, Any] | None) -> list[str]:
+        start, end = self.window(stream_slice)
+        field = self.time_field
+        if not field:
+            return []
+        if not self.filters_upper_bound:
+            # greater-than only: step back one second (Klaviyo's precision) to include `start` itself.
+            return [f"greater-than({field},{_second_before(start)})"] if start else []
+        filters = []
+        if start:
+            filters.append(f"greater-or-equal({field},{start})")
+        if end:
+            filters.append(f"less-than({field},{end})")
+        return filters
+
+    def next_page_token(self, response: requests.Response) -> Mapping[str, Any] | None:
+        next_url = (json_body(response).get("links") or {}).get("next")
+        if not next_url:
+            return None
+        if not next_url.startswith(self.url_base):
+            # The key travels with every request: never follow a link to another host.
+            raise AirbyteTracedException(
+                message=f"Klaviyo sent stream '{self.name}' a next-page link outside {self.url_base}; stopping.",
+                failure_type=FailureType.system_error,
+            )
+        return {"next": next_url}
+
+    def read_records(
+        self,
+        sync_mode: SyncMode,
+        cursor_field: list[str] | None = None,
+        stream_slice: Mapping[str, Any] | None = None,
+        stream_state: Mapping[str, Any] | None = None,
+    ) -> Iterable[Mapping[str, Any]]:
+        # Every page of the slice. Overriding read_records also stops HttpStream from attaching
+        # its resumable-full-refresh cursor, which under the concurrent facade reads one page only.
+        yield from self._read_pages(
+            lambda request, response, state, _slice: self.parse_response(response, stream_slice=_slice),
+            stream_slice,
+            stream_state,
+        )
+
+    def parse_response(
+        self, response: requests.Response, stream_slice: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> Iterable[Mapping[str, Any]]:
+        body = json_body(response)
+        resources = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(resources, list):
+            raise AirbyteTracedException(
+                message=f"Klaviyo answered stream '{self.name}' with a body that has no `data` list.",
+                internal_message=f"Unexpected body from {response.request.method} {response.request.path_url}",
+                failure_type=FailureType.system_error,
+            )
+        for resource in resources:
+            yield self.flatten(resource)
+
+    def flatten(self, resource: Mapping[str, Any]) -> MutableMapping[str, Any]:
+        """id, the attributes at top level, and the declared relationships as `<name>_id(s)`."""
+        record = dict(resource.get("attributes") or {})
+        record["id"] = resource["id"]
+        links = resource.get("relationships")
+        if links:
+            for name, field in self.relationships.items():
+                linkage = (links.get(name) or {}).get("data")
+                if isinstance(linkage, list):
+                    record[field] = [item["id"] for item in linkage]
+                elif isinstance(linkage, Mapping):
+                    record[field] = linkage["id"]
+        return record
+
+    def get_error_handler(self) -> KlaviyoErrorHandler:
+        return KlaviyoErrorHandler(self.logger, self.name, self.scope, self._config.revision)
+
+    def get_backoff_strategy(self) -> RetryAfterBackoff:
+        return RetryAfterBackoff()
+
+    def probe(self) -> int:
+        """HTTP status of a one-record request: 200, or 401/403 when the key or its scopes fall short.
+
+        Other failures (400, retries exhausted) raise as they would in a read.
+        """
+        client = HttpClient(
+            name=self.name,
+            logger=self.logger,
+            error_handler=_AccessProbeHandler(self.logger, self.name, self.scope, self._config.revision),
+            api_budget=self._budget,
+            authenticator=self._authenticator,
+            backoff_strategy=self.get_backoff_strategy(),
+        )
+        params = dict(self.extra_params())
+        if self._endpoint.max_page_size:
+            params["page[size]"] = 1
+        if self.base_filters():
+            params["filter"] = ",".join(self.base_filters())
+        _, response = client.send_request(
+            "GET",
+            self._join_url(self.url_base, self.path()),
+            request_kwargs=self.request_kwargs(),
+            headers=self.request_headers(),
+            params=params,
+        )
+        return response.status_code
+
+
+class IncrementalKlaviyoStream(KlaviyoStream, ABC):
+    """A stream read in time windows of `cursor_field`; state is kept by the ConcurrentCursor the source attaches.
+
+    HttpStream already provides CheckpointMixin's state contract; the concurrent
+    engine checkpoints through the cursor instead, one window at a time.
+    """
+
+    cursor_field: ClassVar[str]
+    # Width of one partition; None reads the whole range in one window.
+    slice_range: ClassVar[timedelta | None] = None
+
+    @property
+    def time_field(self) -> str:  # type: ignore[override]
+        return self.cursor_field
+
+    def stream_slices(self, **kwargs: Any) -> Iterable[Mapping[str, Any] | None]:
+        yield from self.cursor.stream_slices()
+
+    def window(self, stream_slice: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
+        return stream_slice[SLICE_START], stream_slice[SLICE_END]
+
+    def parse_response(
+        self, response: requests.Response, stream_slice: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> Iterable[Mapping[str, Any]]:
+        records = super().parse_response(response, stream_slice=stream_slice)
+        if self.filters_upper_bound:
+            yield from records
+            return
+        # The endpoint cannot filter less-than: drop what was updated after the window
+        # (it belongs to the next sync), so state never passes the window's end.
+        end = parse_klaviyo_datetime(stream_slice[SLICE_END])
+        for record in records:
+            value = record.get(self.cursor_field)
+            if value is None or parse_klaviyo_datetime(value) < end:
+                yield record
+
+
+class _AccessProbeHandler(KlaviyoErrorHandler):
+    """Lets 401 and 403 through as answers, so a probe can report them instead of raising."""
+
+    def interpret_response(self, response_or_exception: Any = None) -> ErrorResolution:
+        if isinstance(response_or_exception, requests.Response) and response_or_exception.status_code in (401, 403):
+            return ErrorResolution(
+                ResponseAction.IGNORE,
+                None,
+                f"Probe of stream '{self._stream_name}': HTTP {response_or_exception.status_code}",
+            )
+        return super().interpret_response(response_or_exception)
+
+
+def _second_before(value: str) -> str:
+    return format_klaviyo_datetime(parse_klaviyo_datetime(value) - timedelta(seconds=1))

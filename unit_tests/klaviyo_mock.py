@@ -1,0 +1,237 @@
+"""Builders for Klaviyo JSON:API bodies and paged endpoints on requests-mock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from source_klaviyo.endpoints import KLAVIYO_API_URL, endpoint
+
+API_KEY = "pk_unittest_7f3a9c2e4b1d8f6a0c5e9b3d7a1f4c8e"
+TYPES = {
+    "campaigns": "campaign",
+    "templates": "template",
+    "metrics": "metric",
+    "lists": "list",
+    "segments": "segment",
+    "flows": "flow",
+}
+
+
+def config(**overrides: Any) -> dict[str, Any]:
+    return {"api_key": API_KEY, **overrides}
+
+
+def resource(
+    endpoint_name: str,
+    resource_id: str,
+    attributes: Mapping[str, Any],
+    relationships: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": TYPES[endpoint_name],
+        "id": resource_id,
+        "attributes": dict(attributes),
+        "links": {"self": f"{KLAVIYO_API_URL}api/{endpoint_name}/{resource_id}"},
+    }
+    if relationships is not None:
+        body["relationships"] = {
+            name: {
+                "data": data,
+                "links": {
+                    "self": f"{KLAVIYO_API_URL}api/{endpoint_name}/{resource_id}/relationships/{name}",
+                    "related": f"{KLAVIYO_API_URL}api/{endpoint_name}/{resource_id}/{name}",
+                },
+            }
+            for name, data in relationships.items()
+        }
+    return body
+
+
+def url(endpoint_name: str, revision: str = "2026-07-15") -> str:
+    return KLAVIYO_API_URL + endpoint(revision, endpoint_name).path(revision)
+
+
+def serve_pages(
+    api: Any,
+    endpoint_name: str,
+    pages: Sequence[list[Mapping[str, Any]]],
+    revision: str = "2026-07-15",
+    select: Callable[[Mapping[str, str]], bool] | None = None,
+) -> None:
+    """Serve `pages` at the endpoint, linked by links.next carrying page[cursor] and the first request's query.
+
+    `select` (on the first request's query) decides which requests these pages answer,
+    so one endpoint can serve different data per filter.
+    """
+    base = url(endpoint_name, revision)
+
+    def respond(request: Any, context: Any) -> Mapping[str, Any]:
+        query = dict(parse_qsl(urlsplit(request.url).query))
+        index = int(query.pop("page[cursor]", "0"))
+        links = {"self": request.url}
+        if index + 1 < len(pages):
+            links["next"] = f"{base}?{urlencode({**query, 'page[cursor]': index + 1})}"
+        context.headers["Content-Type"] = "application/vnd.api+json"
+        return {"data": pages[index], "links": links}
+
+    matcher = None
+    if select is not None:
+
+        def matcher(request: Any) -> bool:
+            return select({k: v for k, v in parse_qsl(urlsplit(request.url).query) if k != "page[cursor]"})
+
+    api.get(base, json=respond, additional_matcher=matcher)
+
+
+# Attributes only the current revision returns.
+NEW_IN_2026 = {
+    "templates": {"amp"},
+    "lists": {"opt_in_process"},
+    "segments": {"definition", "is_active", "is_processing", "is_starred"},
+}
+
+
+def sample(endpoint_name: str, index: int, updated: str, revision: str = "2026-07-15", **extra: Any) -> dict[str, Any]:
+    """A realistic resource of the endpoint, as the revision returns it, last updated at `updated`."""
+    created = "2023-05-01T10:00:00+00:00"
+    attributes: dict[str, Any]
+    relationships: dict[str, Any] | None = None
+    if endpoint_name == "campaigns":
+        attributes = {
+            "name": f"Spring sale {index}",
+            "status": "Sent",
+            "archived": False,
+            "audiences": {"included": ["XyZ123"], "excluded": []},
+            "send_options": {"use_smart_sending": True},
+            "tracking_options": {"add_tracking_params": False, "is_tracking_clicks": True, "is_tracking_opens": True},
+            "send_strategy": {"method": "static", "datetime": updated},
+            "created_at": created,
+            "scheduled_at": updated,
+            "updated_at": updated,
+            "send_time": updated,
+        }
+        relationships = {"campaign-messages": [{"type": "campaign-message", "id": f"M{index}"}], "tags": []}
+    elif endpoint_name == "templates":
+        attributes = {
+            "name": f"Welcome {index}",
+            "editor_type": "CODE",
+            "html": "<html><body>Hi</body></html>",
+            "text": "Hi",
+            "amp": None,
+            "created": created,
+            "updated": updated,
+        }
+    elif endpoint_name == "metrics":
+        attributes = {
+            "name": f"Placed Order {index}",
+            "created": created,
+            "updated": updated,
+            "integration": {"id": "0eMvjm", "name": "Shopify", "category": "eCommerce"},
+        }
+    elif endpoint_name == "lists":
+        attributes = {
+            "name": f"Newsletter {index}",
+            "created": created,
+            "updated": updated,
+            "opt_in_process": "double_opt_in",
+        }
+        relationships = {"tags": [{"type": "tag", "id": f"T{index}"}]}
+    elif endpoint_name == "segments":
+        attributes = {
+            "name": f"VIP {index}",
+            "definition": {"condition_groups": []},
+            "created": created,
+            "updated": updated,
+            "is_active": True,
+            "is_processing": False,
+            "is_starred": False,
+        }
+        relationships = {"tags": []}
+    elif endpoint_name == "flows":
+        attributes = {
+            "name": f"Abandoned cart {index}",
+            "status": "live",
+            "archived": False,
+            "created": created,
+            "updated": updated,
+            "trigger_type": "Metric",
+        }
+        relationships = {"flow-actions": [{"type": "flow-action", "id": f"A{index}"}], "tags": []}
+    else:
+        raise ValueError(endpoint_name)
+    if revision != "2026-07-15":
+        attributes = {k: v for k, v in attributes.items() if k not in NEW_IN_2026.get(endpoint_name, set())}
+        if endpoint_name == "campaigns":  # 2023-10-15 shaped these two objects differently
+            attributes["tracking_options"] = {
+                "is_tracking_opens": True,
+                "is_tracking_clicks": True,
+                "add_utm": False,
+                "utm_params": [],
+            }
+            attributes["send_strategy"] = {
+                "method": "static",
+                "options_static": {"datetime": updated, "is_local": False},
+            }
+    attributes.update(extra)
+    return resource(endpoint_name, f"{endpoint_name[:3].upper()}{index}", attributes, relationships)
+
+
+def run_read(
+    cfg: Mapping[str, Any],
+    streams: Mapping[str, Any],
+    state: list[Any] | None = None,
+    expect_failure: bool = False,
+) -> Any:
+    """`read` through the CDK's entrypoint, as the CLI runs it, for {stream name: SyncMode}."""
+    from airbyte_cdk.test.catalog_builder import CatalogBuilder
+    from airbyte_cdk.test.entrypoint_wrapper import read
+    from airbyte_cdk.test.models.outcome import ExpectedOutcome
+
+    from source_klaviyo import SourceKlaviyo
+
+    catalog = CatalogBuilder()
+    for name, mode in streams.items():
+        catalog.with_stream(name, mode)
+    outcome = ExpectedOutcome.EXPECT_EXCEPTION if expect_failure else ExpectedOutcome.EXPECT_SUCCESS
+    return read(SourceKlaviyo(cfg), cfg, catalog.build(), state, expected_outcome=outcome)
+
+
+def stream_state(output: Any, stream: str) -> dict[str, Any] | None:
+    """The last state the read emitted for `stream`."""
+    states = [
+        m.state.stream.stream_state for m in output.state_messages if m.state.stream.stream_descriptor.name == stream
+    ]
+    return dict(states[-1].__dict__) if states else None
+
+
+def is_probe(request: Any) -> bool:
+    """The one-record request check and every read open with (on endpoints that take page[size])."""
+    return dict(parse_qsl(urlsplit(request.url).query)).get("page[size]") == "1"
+
+
+def serve_probe(api: Any, endpoint_name: str, status: int = 200, revision: str = "2026-07-15") -> None:
+    body = {"data": [], "links": {"self": url(endpoint_name, revision)}} if status == 200 else error_body(status)
+    api.get(url(endpoint_name, revision), additional_matcher=is_probe, status_code=status, json=body)
+
+
+def error_body(status: int, detail: str = "", parameter: str | None = None) -> dict[str, Any]:
+    error: dict[str, Any] = {
+        "id": "e1",
+        "status": status,
+        "code": "error",
+        "title": "Error",
+        "detail": detail or f"HTTP {status}",
+    }
+    if parameter:
+        error["source"] = {"parameter": parameter}
+    return {"errors": [error]}
+
+
+def all_output(output: Any) -> str:
+    """Every message and log line of a run, as one string (to look for what must never appear)."""
+    import orjson
+    from airbyte_cdk.models import AirbyteMessageSerializer
+
+    return "\n".join(orjson.dumps(AirbyteMessageSerializer.dump(m)).decode() for m in output._messages or [])

@@ -1,0 +1,147 @@
+"""Config: parsed once into a typed model; every problem named in one config error."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from airbyte_cdk.models import FailureType
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+from jsonschema import Draft7Validator
+
+from source_klaviyo.config import BACKFILL_POLICY_DAYS, BackfillWindows, KlaviyoConfig, parse_config
+from source_klaviyo.run import run
+from unit_tests.klaviyo_mock import API_KEY, config
+
+SPEC = json.loads((Path(__file__).parents[1] / "source_klaviyo" / "spec.json").read_text())["connectionSpecification"]
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
+
+
+def problem(raw):
+    with pytest.raises(AirbyteTracedException) as caught:
+        parse_config(raw)
+    assert caught.value.failure_type == FailureType.config_error
+    return caught.value.message
+
+
+def test_a_minimal_config_gets_the_documented_defaults():
+    parsed = parse_config(config())
+    assert parsed.revision == "2026-07-15"
+    assert parsed.num_workers == 10
+    assert parsed.start_date is None
+    assert parsed.api_key.get_secret_value() == API_KEY
+
+
+@pytest.mark.parametrize(
+    "raw, field, words",
+    [
+        ({}, "api_key", "is required"),
+        ({"api_key": "sk_live_123"}, "api_key", "start with pk_"),
+        ({"api_key": "pk_abc def"}, "api_key", "whitespace"),
+        (config(start_date="2024-01-01"), "start_date", "must look like 2024-01-31T00:00:00Z"),
+        (config(start_date="2024-01-01T00:00:00.000Z"), "start_date", "must look like"),
+        (config(start_date="2024-02-30T00:00:00Z"), "start_date", "is not a real date"),
+        (config(start_date="2999-01-01T00:00:00Z"), "start_date", "is in the future"),
+        (config(revision="2024-02-15"), "revision", "2026-07-15"),
+        (config(num_workers=0), "num_workers", "greater than or equal to 1"),
+        (config(num_workers=51), "num_workers", "less than or equal to 50"),
+        (config(backfill_window_days={"lists": -1}), "backfill_window_days.lists", "greater than or equal to 0"),
+        (config(backfill_window_days={"contacts": 5}), "backfill_window_days.contacts", "is not a known setting"),
+    ],
+)
+def test_each_bad_field_is_named_with_what_is_wrong(raw, field, words):
+    message = problem(raw)
+    assert f"`{field}`" in message and words in message, message
+
+
+def test_several_problems_come_back_as_one_error():
+    message = problem({"api_key": "nope", "start_date": "yesterday", "num_workers": "many"})
+    assert all(f"`{field}`" in message for field in ("api_key", "start_date", "num_workers"))
+
+
+def test_the_key_never_appears_in_a_config_error():
+    message = problem({"api_key": "pk_secret_value_123", "start_date": "bad"})
+    assert "pk_secret_value_123" not in message
+    message = problem({"api_key": "sk_secret_value_456"})
+    assert "sk_secret_value_456" not in message
+
+
+@pytest.mark.parametrize("stream, days", [("events", 30), ("lists", 730), ("templates", 730), ("profiles", 730)])
+def test_windowed_streams_start_their_first_sync_at_the_policy_window(stream, days):
+    assert parse_config(config()).backfill_start(stream, NOW) == NOW - timedelta(days=days)
+
+
+@pytest.mark.parametrize("stream", ["campaigns_email", "campaigns_sms", "metrics", "flows"])
+def test_all_time_streams_have_no_first_sync_start(stream):
+    assert parse_config(config()).backfill_start(stream, NOW) is None
+
+
+def test_start_date_wins_when_it_is_later_than_the_window_and_bounds_all_time_streams():
+    parsed = parse_config(config(start_date="2026-11-01T00:00:00Z"))
+    start = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    assert parsed.backfill_start("lists", NOW) == start
+    assert parsed.backfill_start("flows", NOW) == start
+    assert parse_config(config(start_date="2020-01-01T00:00:00Z")).backfill_start("lists", NOW) == NOW - timedelta(
+        days=730
+    )
+
+
+def test_a_window_override_replaces_the_policy_and_zero_means_all_history():
+    parsed = parse_config(config(backfill_window_days={"lists": 7, "templates": 0, "flows": 3}))
+    assert parsed.backfill_start("lists", NOW) == NOW - timedelta(days=7)
+    assert parsed.backfill_start("templates", NOW) is None
+    assert parsed.backfill_start("flows", NOW) == NOW - timedelta(days=3)
+    assert parsed.backfill_start("segments", NOW) == NOW - timedelta(days=730)
+
+
+def test_spec_and_model_describe_the_same_fields_and_defaults():
+    assert set(SPEC["properties"]) == set(KlaviyoConfig.model_fields)
+    assert SPEC["required"] == ["api_key"]
+    assert set(SPEC["properties"]["backfill_window_days"]["properties"]) == set(BackfillWindows.model_fields)
+    assert set(BackfillWindows.model_fields) <= set(BACKFILL_POLICY_DAYS)
+    assert SPEC["properties"]["revision"]["default"] == KlaviyoConfig.model_fields["revision"].default
+    assert SPEC["properties"]["num_workers"]["default"] == KlaviyoConfig.model_fields["num_workers"].default
+    assert SPEC["properties"]["api_key"]["airbyte_secret"] is True
+    for name, field in SPEC["properties"].items():
+        assert {"title", "description", "order"} <= set(field), name
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        config(),
+        config(start_date="2024-01-01T00:00:00Z", revision="2023-10-15", num_workers=1),
+        config(backfill_window_days={"templates": 0, "campaigns_sms": 90}),
+        config(start_date="2024-01-01"),
+        config(revision="2025-01-01"),
+        config(num_workers=0),
+        config(backfill_window_days={"lists": -1}),
+        config(backfill_window_days={"unknown": 1}),
+        {"api_key": "sk_123"},
+        {},
+    ],
+)
+def test_the_spec_accepts_exactly_what_the_model_accepts(raw):
+    spec_accepts = Draft7Validator(SPEC).is_valid(raw)
+    try:
+        parse_config(raw)
+        model_accepts = True
+    except AirbyteTracedException:
+        model_accepts = False
+    assert spec_accepts == model_accepts
+
+
+def test_discover_with_bad_config_on_the_cli_exits_with_one_config_error(tmp_path, capfd):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"api_key": "wrong"}))
+    with pytest.raises(SystemExit) as exit_info:
+        run(["discover", "--config", str(path)])
+    assert exit_info.value.code == 1
+    out = capfd.readouterr()
+    traces = [json.loads(line) for line in out.out.splitlines() if '"type":"TRACE"' in line]
+    (trace,) = traces
+    assert trace["trace"]["error"]["failure_type"] == "config_error"
+    assert "`api_key`" in trace["trace"]["error"]["message"]
+    assert "Traceback" not in out.out + out.err

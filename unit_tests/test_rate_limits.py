@@ -1,0 +1,75 @@
+"""One API budget per account: each endpoint held under 90% of Klaviyo's burst and steady limits."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import requests
+from airbyte_cdk.sources.streams.call_rate import CallRateLimitHit
+
+from source_klaviyo.endpoints import ENDPOINTS, KLAVIYO_API_URL
+from source_klaviyo.rate_limits import build_budget, usable
+
+
+def request(path, method="GET"):
+    return requests.Request(method, KLAVIYO_API_URL + path, params={"page[size]": 10}).prepare()
+
+
+def response(status, headers=None):
+    answer = requests.Response()
+    answer.status_code = status
+    answer.headers.update(headers or {})
+    return answer
+
+
+def drain(budget, prepared, calls):
+    for _ in range(calls):
+        budget.acquire_call(prepared, block=False)
+
+
+@pytest.mark.parametrize("revision", ["2026-07-15", "2023-10-15"])
+def test_each_endpoint_has_its_own_policy_at_ninety_percent_of_both_windows(revision):
+    budget = build_budget(KLAVIYO_API_URL, revision)
+    for endpoint in ENDPOINTS[revision].values():
+        policy = budget.get_matching_policy(request(endpoint.path(revision)))
+        assert policy is not None, endpoint.name
+        rates = [(rate.limit, rate.interval) for rate in policy._bucket.rates]
+        assert rates == [
+            (usable(endpoint.burst_per_second), 1000),
+            (usable(endpoint.steady_per_minute), 60_000),
+        ]
+
+
+def test_usable_share_never_drops_below_one_call():
+    assert usable(1) == 1 and usable(3) == 2 and usable(3500) == 3150
+
+
+def test_the_burst_window_stops_the_call_after_the_limit():
+    budget = build_budget(KLAVIYO_API_URL, "2026-07-15")
+    flows = request("api/flows")
+    drain(budget, flows, usable(3))
+    with pytest.raises(CallRateLimitHit) as hit:
+        budget.acquire_call(flows, block=False)
+    assert timedelta(0) < hit.value.time_to_wait <= timedelta(seconds=1)
+    budget.acquire_call(request("api/metrics"), block=False)  # other endpoints keep their own budget
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [response(429, {"Retry-After": "3"}), response(200, {"RateLimit-Remaining": "0", "RateLimit-Reset": "41"})],
+)
+def test_a_throttle_signal_from_klaviyo_pauses_the_endpoint(answer):
+    budget = build_budget(KLAVIYO_API_URL, "2026-07-15")
+    events = request("api/events")
+    budget.acquire_call(events, block=False)
+    budget.update_from_response(events, answer)
+    with pytest.raises(CallRateLimitHit):
+        budget.acquire_call(events, block=False)
+
+
+def test_remaining_calls_above_zero_leave_the_budget_alone():
+    budget = build_budget(KLAVIYO_API_URL, "2026-07-15")
+    events = request("api/events")
+    budget.update_from_response(events, response(200, {"RateLimit-Remaining": "12", "RateLimit-Reset": "41"}))
+    drain(budget, events, 10)

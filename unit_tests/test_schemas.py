@@ -1,0 +1,65 @@
+"""Every schema property exists in Klaviyo's resource, and every attribute Klaviyo returns is in the schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from jsonschema import Draft7Validator
+
+from source_klaviyo.endpoints import endpoint
+from source_klaviyo.streams import STREAM_CLASSES
+
+SCHEMAS = Path(__file__).parents[1] / "source_klaviyo" / "schemas"
+# Attributes returned only through additional-fields, which the connector does not request.
+NOT_REQUESTED = {"templates": {"definition"}}
+
+
+def attributes_and_relationships(contract, revision, stream_class):
+    """Attribute names and relationship names of the endpoint's resource, with $ref and allOf resolved."""
+    spec = contract.revision(revision)
+    document = spec.document
+
+    def resolve(node):
+        while "$ref" in node:
+            target = document
+            for part in node["$ref"].lstrip("#/").split("/"):
+                target = target[part]
+            node = target
+        if "allOf" in node:
+            merged = {"properties": {}}
+            for member in node["allOf"]:
+                member = resolve(member)
+                for key, value in member.get("properties", {}).items():
+                    merged["properties"].setdefault(key, {"allOf": []})["allOf"].append(value)
+            return merged
+        return node
+
+    operation = spec.operation("get", "/" + endpoint(revision, stream_class.endpoint_name).path(revision))
+    content = next(iter(operation["responses"]["200"]["content"].values()))
+    item = resolve(resolve(resolve(content["schema"])["properties"]["data"])["items"])
+    attributes = resolve(item["properties"]["attributes"]).get("properties", {})
+    relationships = resolve(item["properties"].get("relationships", {"properties": {}})).get("properties", {})
+    return set(attributes), set(relationships)
+
+
+@pytest.mark.parametrize("stream_class", STREAM_CLASSES, ids=lambda cls: cls.name)
+def test_every_schema_property_exists_in_the_klaviyo_resource(contract, stream_class):
+    schema = json.loads((SCHEMAS / f"{stream_class.name}.json").read_text())
+    Draft7Validator.check_schema(schema)
+    attributes, relationships = attributes_and_relationships(contract, "2026-07-15", stream_class)
+    relationship_fields = set(stream_class.relationships.values())
+
+    assert set(stream_class.relationships) <= relationships
+    assert set(schema["properties"]) - {"id"} - relationship_fields <= attributes
+    assert set(schema["properties"]) >= relationship_fields
+
+
+@pytest.mark.parametrize("revision", ["2026-07-15", "2023-10-15"])
+@pytest.mark.parametrize("stream_class", STREAM_CLASSES, ids=lambda cls: cls.name)
+def test_every_attribute_klaviyo_returns_has_a_schema_property(contract, stream_class, revision):
+    schema = json.loads((SCHEMAS / f"{stream_class.name}.json").read_text())
+    attributes, _ = attributes_and_relationships(contract, revision, stream_class)
+    missing = attributes - NOT_REQUESTED.get(stream_class.name, set()) - set(schema["properties"])
+    assert not missing, f"{stream_class.name} on {revision} returns {missing} that the schema does not declare"
