@@ -34,7 +34,8 @@ def data_requests(api: Any) -> list[Mapping[str, Any]]:
         if path not in probed:
             probed.add(path)
             continue
-        calls.append({"path": path, "query": dict(parse_qsl(urlsplit(call.url).query)), "headers": call.headers})
+        query = dict(parse_qsl(urlsplit(call.url).query))
+        calls.append({"path": path, "query": query, "headers": call.headers, "timeout": call.timeout})
     return calls
 
 
@@ -70,6 +71,7 @@ def test_first_request_has_the_revision_path_page_size_headers_and_filters(api, 
         assert request["headers"]["Accept"] == "application/vnd.api+json"
         assert request["headers"]["Authorization"] == f"Klaviyo-API-Key {API_KEY}"
         assert request["query"].get("page[size]") == (str(facts.max_page_size) if facts.max_page_size else None)
+        assert request["timeout"] == (10, 60), "explicit connect and read timeouts"
 
     terms = [filter_terms(request["query"]) for request in requests]
     two_years_ago = NOW - timedelta(days=730)
