@@ -7,17 +7,19 @@ rejects becomes one config error that names each field and says what to fix.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.airbyte_secrets_utils import update_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from source_klaviyo.endpoints import DEFAULT_REVISION, RETIRED_REVISION
+from source_klaviyo.endpoints import DEFAULT_REVISION, KLAVIYO_API_URL
 
 DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _DATETIME_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
@@ -71,6 +73,7 @@ class KlaviyoConfig(BaseModel):
     revision: Literal["2026-07-15", "2023-10-15"] = DEFAULT_REVISION
     backfill_window_days: BackfillWindows = BackfillWindows()
     num_workers: int = Field(default=DEFAULT_NUM_WORKERS, ge=1, le=MAX_NUM_WORKERS)
+    api_url: str = KLAVIYO_API_URL
 
     @field_validator("api_key")
     @classmethod
@@ -95,9 +98,22 @@ class KlaviyoConfig(BaseModel):
             raise ValueError(f"is in the future ({value}); nothing would be read")
         return parsed
 
-    @property
-    def uses_retired_revision(self) -> bool:
-        return self.revision == RETIRED_REVISION
+    @field_validator("api_url")
+    @classmethod
+    def _trusted_host(cls, value: str) -> str:
+        """Only Klaviyo itself or this machine: the key travels with every request."""
+        parts = urlsplit(value.strip())
+        host = parts.hostname or ""
+        klaviyo = parts.scheme == "https" and (host == "klaviyo.com" or host.endswith(".klaviyo.com"))
+        local = parts.scheme in ("http", "https") and _is_loopback(host)
+        if not (klaviyo or local) or parts.username or parts.password:
+            raise ValueError(
+                "must be https://<host>.klaviyo.com, or a loopback URL such as http://127.0.0.1:8765 for the "
+                "local simulator; the API key is never sent anywhere else"
+            )
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError("must be a bare origin such as https://a.klaviyo.com, without a path or query")
+        return f"{parts.scheme}://{parts.netloc}/"
 
     def backfill_start(self, stream: str, now: datetime) -> datetime | None:
         """Earliest time a first sync of `stream` reads: the later of (now - window) and start_date."""
@@ -107,6 +123,15 @@ class KlaviyoConfig(BaseModel):
         window_start = now - timedelta(days=days) if days else None
         bounds = [bound for bound in (window_start, self.start_date) if bound is not None]
         return max(bounds) if bounds else None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def parse_config(raw: Mapping[str, Any]) -> KlaviyoConfig:

@@ -32,7 +32,6 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_klaviyo.config import DEFAULT_NUM_WORKERS, MAX_NUM_WORKERS, KlaviyoConfig, parse_config
 from source_klaviyo.cursor import build_cursor
-from source_klaviyo.endpoints import KLAVIYO_API_URL
 from source_klaviyo.errors import key_rejected_message, missing_scopes_message
 from source_klaviyo.rate_limits import KlaviyoAPIBudget, build_budget
 from source_klaviyo.streams import STREAM_CLASSES, IncrementalKlaviyoStream, KlaviyoStream
@@ -104,7 +103,7 @@ class SourceKlaviyo(ConcurrentSourceAdapter):
 
     def _klaviyo_streams(self, config: KlaviyoConfig) -> list[KlaviyoStream]:
         if self._budget is None:
-            self._budget = build_budget(KLAVIYO_API_URL, config.revision)
+            self._budget = build_budget(config.api_url, config.revision)
         now = datetime.now(timezone.utc)
         return [stream_class(config, self._budget, now) for stream_class in STREAM_CLASSES]
 

@@ -49,11 +49,31 @@ def test_a_minimal_config_gets_the_documented_defaults():
         (config(num_workers=51), "num_workers", "less than or equal to 50"),
         (config(backfill_window_days={"lists": -1}), "backfill_window_days.lists", "greater than or equal to 0"),
         (config(backfill_window_days={"contacts": 5}), "backfill_window_days.contacts", "is not a known setting"),
+        (config(api_url="https://evil.example.com"), "api_url", "never sent anywhere else"),
+        (config(api_url="http://a.klaviyo.com"), "api_url", "https://<host>.klaviyo.com"),
+        (config(api_url="https://klaviyo.com.evil.io"), "api_url", "never sent anywhere else"),
+        (config(api_url="http://10.0.0.5:8765"), "api_url", "loopback"),
+        (config(api_url="https://user:pw@a.klaviyo.com"), "api_url", "never sent anywhere else"),
+        (config(api_url="https://a.klaviyo.com/api"), "api_url", "without a path"),
     ],
 )
 def test_each_bad_field_is_named_with_what_is_wrong(raw, field, words):
     message = problem(raw)
     assert f"`{field}`" in message and words in message, message
+
+
+@pytest.mark.parametrize(
+    "url, normalised",
+    [
+        ("https://a.klaviyo.com", "https://a.klaviyo.com/"),
+        ("https://a.klaviyo.com/", "https://a.klaviyo.com/"),
+        ("http://127.0.0.1:8765", "http://127.0.0.1:8765/"),
+        ("http://localhost:9000/", "http://localhost:9000/"),
+        ("http://[::1]:8765", "http://[::1]:8765/"),
+    ],
+)
+def test_api_url_accepts_klaviyo_and_loopback_origins(url, normalised):
+    assert parse_config(config(api_url=url)).api_url == normalised
 
 
 def test_several_problems_come_back_as_one_error():
@@ -119,6 +139,10 @@ def test_spec_and_model_describe_the_same_fields_and_defaults():
         config(num_workers=0),
         config(backfill_window_days={"lists": -1}),
         config(backfill_window_days={"unknown": 1}),
+        config(api_url="http://127.0.0.1:8765"),
+        config(api_url="https://a.klaviyo.com/"),
+        config(api_url="https://evil.example.com"),
+        config(api_url="http://a.klaviyo.com"),
         {"api_key": "sk_123"},
         {},
     ],

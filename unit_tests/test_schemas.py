@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft7Validator
 
+from integration_tests.klaviyo_sim.contract import load_spec
 from source_klaviyo.endpoints import endpoint
 from source_klaviyo.streams import STREAM_CLASSES
 
@@ -16,10 +17,9 @@ SCHEMAS = Path(__file__).parents[1] / "source_klaviyo" / "schemas"
 NOT_REQUESTED = {"templates": {"definition"}}
 
 
-def attributes_and_relationships(contract, revision, stream_class):
+def attributes_and_relationships(revision, stream_class):
     """Attribute names and relationship names of the endpoint's resource, with $ref and allOf resolved."""
-    spec = contract.revision(revision)
-    document = spec.document
+    document = load_spec(revision)
 
     def resolve(node):
         while "$ref" in node:
@@ -36,7 +36,7 @@ def attributes_and_relationships(contract, revision, stream_class):
             return merged
         return node
 
-    operation = spec.operation("get", "/" + endpoint(revision, stream_class.endpoint_name).path(revision))
+    operation = document["paths"]["/" + endpoint(revision, stream_class.endpoint_name).path(revision)]["get"]
     content = next(iter(operation["responses"]["200"]["content"].values()))
     item = resolve(resolve(resolve(content["schema"])["properties"]["data"])["items"])
     attributes = resolve(item["properties"]["attributes"]).get("properties", {})
@@ -45,10 +45,10 @@ def attributes_and_relationships(contract, revision, stream_class):
 
 
 @pytest.mark.parametrize("stream_class", STREAM_CLASSES, ids=lambda cls: cls.name)
-def test_every_schema_property_exists_in_the_klaviyo_resource(contract, stream_class):
+def test_every_schema_property_exists_in_the_klaviyo_resource(stream_class):
     schema = json.loads((SCHEMAS / f"{stream_class.name}.json").read_text())
     Draft7Validator.check_schema(schema)
-    attributes, relationships = attributes_and_relationships(contract, "2026-07-15", stream_class)
+    attributes, relationships = attributes_and_relationships("2026-07-15", stream_class)
     relationship_fields = set(stream_class.relationships.values())
 
     assert set(stream_class.relationships) <= relationships
@@ -58,8 +58,8 @@ def test_every_schema_property_exists_in_the_klaviyo_resource(contract, stream_c
 
 @pytest.mark.parametrize("revision", ["2026-07-15", "2023-10-15"])
 @pytest.mark.parametrize("stream_class", STREAM_CLASSES, ids=lambda cls: cls.name)
-def test_every_attribute_klaviyo_returns_has_a_schema_property(contract, stream_class, revision):
+def test_every_attribute_klaviyo_returns_has_a_schema_property(stream_class, revision):
     schema = json.loads((SCHEMAS / f"{stream_class.name}.json").read_text())
-    attributes, _ = attributes_and_relationships(contract, revision, stream_class)
+    attributes, _ = attributes_and_relationships(revision, stream_class)
     missing = attributes - NOT_REQUESTED.get(stream_class.name, set()) - set(schema["properties"])
     assert not missing, f"{stream_class.name} on {revision} returns {missing} that the schema does not declare"

@@ -12,6 +12,7 @@ from airbyte_cdk.models import SyncMode
 from airbyte_cdk.test.state_builder import StateBuilder
 from jsonschema import Draft7Validator
 
+from integration_tests.klaviyo_sim.contract import split_top_level
 from source_klaviyo.cursor import parse_klaviyo_datetime
 from source_klaviyo.endpoints import endpoint
 from source_klaviyo.streams import STREAM_CLASSES
@@ -40,9 +41,7 @@ def data_requests(api: Any) -> list[Mapping[str, Any]]:
 
 
 def filter_terms(query: Mapping[str, str]) -> list[str]:
-    from unit_tests.openapi_contract import _split_top_level
-
-    return _split_top_level(query["filter"]) if "filter" in query else []
+    return split_top_level(query["filter"]) if "filter" in query else []
 
 
 def bound(terms: list[str], operator: str) -> datetime:

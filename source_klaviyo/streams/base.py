@@ -24,7 +24,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_klaviyo.config import KlaviyoConfig
 from source_klaviyo.cursor import SLICE_END, SLICE_START, format_klaviyo_datetime, parse_klaviyo_datetime
-from source_klaviyo.endpoints import KLAVIYO_API_URL, endpoint
+from source_klaviyo.endpoints import endpoint
 from source_klaviyo.errors import TIMEOUTS, KlaviyoErrorHandler, RetryAfterBackoff, json_body
 
 JSON_API = "application/vnd.api+json"
@@ -52,7 +52,7 @@ class KlaviyoStream(HttpStream, ABC):
 
     @property
     def url_base(self) -> str:
-        return KLAVIYO_API_URL
+        return self._config.api_url
 
     @property
     def scope(self) -> str:

@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timezone
+
+import pytest
+
+from integration_tests.klaviyo_sim import Dataset, Faults, Simulator, Sizes
+
+# One pinned "now" for the whole run, so data and the expectations computed from it agree.
+NOW = int(datetime.now(timezone.utc).timestamp())
+SMALL = Sizes(campaigns=30, templates=24, lists=25, segments=25, flows=9, profiles=300, events=2_000, event_days=45)
+
+
+@pytest.fixture
+def klaviyo_sim() -> Iterator[Simulator]:
+    """A fresh simulator on a free loopback port, in this process (tests can reach its data and faults)."""
+    simulator = Simulator(Dataset(seed=1, now=NOW, sizes=SMALL), Faults())
+    with simulator.run_in_thread() as running:
+        yield running

@@ -1,0 +1,585 @@
+"""The simulator's HTTP server: Klaviyo's endpoints, checks, rate limits and faults on asyncio.
+
+One event loop serves many keep-alive connections; a request is parsed,
+checked (key, scope, rate limit, the revision's OpenAPI contract), answered
+from the dataset, and optionally disturbed by the configured faults. Faults are
+drawn from a seeded generator, so a run is reproducible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import math
+import random
+import socket
+import struct
+import threading
+import time
+from collections import Counter, OrderedDict
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import orjson
+
+from integration_tests.klaviyo_sim import resources
+from integration_tests.klaviyo_sim.aggregates import aggregate, page_of
+from integration_tests.klaviyo_sim.contract import Violation, request_contract
+from integration_tests.klaviyo_sim.data import Dataset, Record, iso
+from integration_tests.klaviyo_sim.query import COMPARE, decode_cursor, encode_cursor, matches, select, terms_of
+
+REVISIONS = (resources.CURRENT, resources.RETIRED)
+FULL_ACCESS_KEY = "pk_sim_full_access_0123456789abcdef"
+ACCOUNT = "simulated-account"  # every key belongs to it, so they share its rate limits
+REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    410: "Gone",
+    429: "Too Many Requests",
+}
+READ_SCOPES = frozenset(
+    {
+        "campaigns:read",
+        "templates:read",
+        "profiles:read",
+        "events:read",
+        "metrics:read",
+        "lists:read",
+        "list:read",
+        "segments:read",
+        "flows:read",
+    }
+)
+# Page sizes of endpoints whose revision takes no page[size].
+FIXED_PAGE_SIZES = {"metrics": 200, "events": 200, "campaigns": 10, "templates": 10, "lists": 10, "segments": 10}
+PREDICTIVE_LIMITS = (10, 150)  # burst/s, steady/m when profiles ask for predictive_analytics
+
+
+def key_without(*scopes: str) -> str:
+    """A key of the simulated account that lacks `scopes`, e.g. key_without("lists:read")."""
+    return "pk_sim_without_" + "_".join(scope.replace(":", "-") for scope in scopes)
+
+
+def scopes_of(key: str | None) -> frozenset[str] | None:
+    """The scopes a key holds; None for a key the account does not know."""
+    if key == FULL_ACCESS_KEY:
+        return READ_SCOPES
+    if key and key.startswith("pk_sim_without_"):
+        missing = {part.replace("-", ":") for part in key.removeprefix("pk_sim_without_").split("_")}
+        return READ_SCOPES - missing
+    return None
+
+
+@dataclass
+class Faults:
+    """What goes wrong, and how often. Rates are shares of requests (0 to 1)."""
+
+    latency_ms: float = 0.0
+    error_rate: float = 0.0  # answered 500/502/503/504
+    reset_rate: float = 0.0  # connection reset before any answer
+    truncate_rate: float = 0.0  # 200 whose JSON body is cut short
+    slow_rate: float = 0.0  # answered only after slow_seconds
+    slow_seconds: float = 0.0
+    rate_limit_scale: float = 1.0  # multiplies Klaviyo's limits; 0 turns rate limiting off
+    competing_share: float = 0.0  # share of every window another client of the account uses
+    v1_gone: bool = False  # /api/v1/campaigns answers 410 Gone, as the live API does
+    fault_seed: int = 7  # faults are drawn from this, so a run repeats
+
+    def update(self, changes: dict[str, Any]) -> None:
+        known = {item.name for item in fields(self)}
+        for name, value in changes.items():
+            if name not in known:
+                raise ValueError(f"unknown fault {name!r}")
+            setattr(self, name, type(getattr(self, name))(value))
+
+
+class RateLimiter:
+    """Klaviyo's two fixed windows per account and endpoint: burst per second, steady per minute."""
+
+    def __init__(self, faults: Faults, clock=time.time) -> None:
+        self.faults, self.clock = faults, clock
+        self.windows: dict[tuple, tuple[int, int]] = {}
+        self.lock = threading.Lock()
+
+    def take(self, bucket: tuple, burst: int, steady: int) -> tuple[int | None, int, int]:
+        """(Retry-After seconds if throttled, the tighter limit, calls remaining in it)."""
+        scale = self.faults.rate_limit_scale
+        if scale <= 0 or not burst:
+            return None, 0, 0
+        now = self.clock()
+        share = 1 - self.faults.competing_share
+        limits = ((1, max(1, int(burst * scale * share))), (60, max(1, int(steady * scale * share))))
+        with self.lock:
+            counts = []
+            for length, limit in limits:
+                window = int(now // length)
+                start, count = self.windows.get((bucket, length), (window, 0))
+                count = count if start == window else 0
+                if count >= limit:
+                    return max(1, math.ceil((window + 1) * length - now)), limit, 0
+                counts.append((length, window, count, limit))
+            for length, window, count, _ in counts:
+                self.windows[(bucket, length)] = (window, count + 1)
+        remaining = min(limit - count - 1 for _, _, count, limit in counts)
+        return None, min(limit for *_, limit in counts), remaining
+
+
+@dataclass
+class Answer:
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/vnd.api+json"
+
+
+class Simulator:
+    def __init__(self, dataset: Dataset, faults: Faults | None = None) -> None:
+        self.dataset = dataset
+        self.faults = faults or Faults()
+        self.limiter = RateLimiter(self.faults)
+        self.random = random.Random(self.faults.fault_seed)
+        self.stats: Counter[str] = Counter()
+        self._selections: OrderedDict[tuple, list] = OrderedDict()
+        self.url = ""
+
+    # -- HTTP -------------------------------------------------------------------------------
+    async def serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+                    return
+                request_line, *header_lines = head.decode("latin-1").split("\r\n")
+                method, target, _ = request_line.split(" ", 2)
+                headers = {}
+                for line in header_lines:
+                    if ":" in line:
+                        name, value = line.split(":", 1)
+                        headers[name.strip().lower()] = value.strip()
+                body = await reader.readexactly(int(headers.get("content-length") or 0))
+                if not await self._respond(method, target, headers, body, writer):
+                    return
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        finally:
+            writer.close()
+
+    async def _respond(
+        self, method: str, target: str, headers: dict[str, str], body: bytes, writer: asyncio.StreamWriter
+    ) -> bool:
+        """Answer one request; False when the connection must end."""
+        admin = target.startswith("/__sim/")
+        if not admin:
+            self.stats["requests"] += 1
+            if self.faults.latency_ms:
+                await asyncio.sleep(self.faults.latency_ms / 1000)
+            draw = self.random.random()
+            if draw < self.faults.reset_rate:
+                self.stats["resets"] += 1
+                sock = writer.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                writer.transport.abort()
+                return False
+            if self.random.random() < self.faults.slow_rate:
+                self.stats["slow"] += 1
+                await asyncio.sleep(self.faults.slow_seconds)
+        answer = self.handle(method, target, headers, body)
+        payload = answer.body if isinstance(answer.body, bytes) else orjson.dumps(answer.body)
+        if not admin and answer.status == 200 and self.random.random() < self.faults.truncate_rate:
+            self.stats["truncated"] += 1
+            payload = payload[: max(1, len(payload) // 2)]
+        if not admin:
+            self.stats[f"status_{answer.status}"] += 1
+        head = [
+            f"HTTP/1.1 {answer.status} {REASONS.get(answer.status, 'Error')}",
+            f"Content-Type: {answer.content_type}",
+            f"Content-Length: {len(payload)}",
+        ]
+        head += [f"{name}: {value}" for name, value in answer.headers.items()]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + payload)
+        await writer.drain()
+        return True
+
+    # -- routing ----------------------------------------------------------------------------
+    def handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Answer:
+        url = urlsplit(target)
+        query = parse_qsl(url.query, keep_blank_values=True)
+        base = f"http://{headers.get('host', '127.0.0.1')}"
+        if url.path.startswith("/__sim/"):
+            return self.admin(method, url.path, dict(query), body)
+        if url.path.rstrip("/") == "/api/v1/campaigns":
+            return self.v1_campaigns(dict(query))
+        if not self.faults.error_rate or self.random.random() >= self.faults.error_rate:
+            return self.api(method, url.path, query, headers, body, base)
+        self.stats["errors_injected"] += 1
+        status = self.random.choice([500, 502, 503, 504])
+        return Answer(status, _error(status, "server_error", "A server error occurred.", "Please try again later."))
+
+    def api(
+        self, method: str, path: str, query: list[tuple[str, str]], headers: dict[str, str], body: bytes, base: str
+    ) -> Answer:
+        revision = headers.get("revision")
+        if revision not in REVISIONS:
+            return Answer(400, Violation(f"Missing or invalid revision header: {revision!r}.", "revision").body())
+        answer = self._api(revision, method, path, query, headers, body, base)
+        answer.content_type = "application/json" if revision == resources.RETIRED else "application/vnd.api+json"
+        return answer
+
+    def _api(
+        self,
+        revision: str,
+        method: str,
+        path: str,
+        query: list[tuple[str, str]],
+        headers: dict[str, str],
+        body: bytes,
+        base: str,
+    ) -> Answer:
+        operation = request_contract(revision).operation(method, path)
+        if operation is None:
+            return Answer(404, Violation(f"{method} {path} does not exist in revision {revision}.", status=404).body())
+        auth = headers.get("authorization", "")
+        scopes = scopes_of(auth.removeprefix("Klaviyo-API-Key ")) if auth.startswith("Klaviyo-API-Key ") else None
+        if scopes is None:
+            return Answer(
+                401,
+                _error(
+                    401,
+                    "not_authenticated",
+                    "Incorrect authentication credentials.",
+                    "Incorrect authentication credentials.",
+                ),
+            )
+        if not set(operation.scopes) <= scopes:
+            detail = f"You do not have permission to perform this action. Missing scope: {', '.join(operation.scopes)}."
+            return Answer(
+                403, _error(403, "permission_denied", "You do not have permission to perform this action.", detail)
+            )
+        params = dict(query)
+        burst, steady = operation.burst, operation.steady
+        bucket: tuple = (ACCOUNT, operation.operation_id)
+        if "predictive_analytics" in params.get("additional-fields[profile]", ""):
+            burst, steady = PREDICTIVE_LIMITS
+            bucket = (ACCOUNT, operation.operation_id, "predictive")
+        retry_after, limit, remaining = self.limiter.take(bucket, burst, steady)
+        if retry_after is not None:
+            self.stats["throttled"] += 1
+            detail = (
+                f"Request was throttled. Expected available in {retry_after} second{'s' if retry_after != 1 else ''}."
+            )
+            return Answer(
+                429, _error(429, "throttled", "Request was throttled.", detail), {"Retry-After": str(retry_after)}
+            )
+        try:
+            parsed_body = orjson.loads(body) if body else None
+        except orjson.JSONDecodeError:
+            return Answer(400, Violation("The request body is not valid JSON.").body())
+        violation = operation.check(query, parsed_body)
+        if violation:
+            return Answer(violation.status, violation.body())
+        collection = path.strip("/").split("/")[1]
+        if collection == "metric-aggregates":
+            answer = self.metric_aggregates(parsed_body, revision, base, path)
+        else:
+            answer = self.collection(collection, revision, params, base, path, operation.query)
+        if limit and answer.status == 200:
+            answer.headers.update(
+                {"RateLimit-Limit": str(limit), "RateLimit-Remaining": str(remaining), "RateLimit-Reset": "1"}
+            )
+        return answer
+
+    # -- collections ------------------------------------------------------------------------
+    def collection(
+        self, name: str, revision: str, params: dict[str, str], base: str, path: str, schema: dict
+    ) -> Answer:
+        size_schema = schema.get("page[size]")
+        size = int(params.get("page[size]") or (size_schema or {}).get("default") or FIXED_PAGE_SIZES[name])
+        offset = decode_cursor(params.get("page[cursor]"))
+        if offset is None:
+            return Answer(400, Violation("The page cursor is not valid.", "page[cursor]").body())
+        terms = terms_of(params.get("filter"))
+        if name == "campaigns" and not any(field == "messages.channel" and op == "equals" for op, field, _ in terms):
+            return Answer(
+                400,
+                Violation(
+                    "A channel filter is required: equals(messages.channel,'email'|'sms'|'mobile_push').", "filter"
+                ).body(),
+            )
+        if name == "campaigns" and not any(field == "archived" for _, field, _ in terms):
+            terms.append(("equals", "archived", False))  # Klaviyo lists archived campaigns only when asked
+        chosen = self._selection(name, params.get("filter"), tuple(terms), params.get("sort"))
+        page = chosen[offset : offset + size]
+        records = [self._record(name, item) for item in page]
+        extras: dict[str, Any] = {}
+        wanted = set(params.get("additional-fields[profile]", "").split(",")) - {""}
+        data = []
+        for record in records:
+            if name == "profiles" and wanted:
+                extras = resources.profile_extras(record, wanted, revision)
+            data.append(resources.render(name, record, revision, base, extras))
+        links = {"self": f"{base}{path}" + (f"?{urlencode(params)}" if params else "")}
+        if offset + size < len(chosen):
+            links["next"] = f"{base}{path}?{urlencode({**params, 'page[cursor]': encode_cursor(offset + size)})}"
+        if offset:
+            links["prev"] = (
+                f"{base}{path}?{urlencode({**params, 'page[cursor]': encode_cursor(max(0, offset - size))})}"
+            )
+        document: dict[str, Any] = {"data": data, "links": links}
+        include = set(params.get("include", "").split(",")) - {""}
+        if name == "events" and include:
+            document["included"] = self._included(records, include, revision, base)
+        return Answer(200, document)
+
+    def _included(self, events: list[Record], include: set[str], revision: str, base: str) -> list[dict]:
+        seen: dict[tuple, dict] = {}
+        metrics = {metric.id: metric for metric in self.dataset.metrics}
+        profiles = self.dataset.profiles
+        for event in events:
+            if "metric" in include and ("metric", event.fields["metric_id"]) not in seen:
+                metric = metrics[event.fields["metric_id"]]
+                seen[("metric", metric.id)] = resources.render("metrics", metric, revision, base)
+            if "profile" in include:
+                profile_id = event.fields["profile_id"]
+                if ("profile", profile_id) not in seen:
+                    seen[("profile", profile_id)] = resources.render(
+                        "profiles", profiles.record(profiles.ids.index(profile_id)), revision, base
+                    )
+        return list(seen.values())
+
+    def _record(self, name: str, item: Any) -> Record:
+        if name == "events":
+            return self.dataset.events.record(item)
+        if name == "profiles":
+            return self.dataset.profiles.record(item)
+        return item
+
+    def _selection(self, name: str, expression: str | None, terms: tuple, sort: str | None) -> list:
+        """The full ordered result of a query, kept for its pages (the dataset does not change under it)."""
+        key = (name, expression, terms, sort, self.dataset.visible_until)
+        if key in self._selections:
+            self._selections.move_to_end(key)
+            return self._selections[key]
+        if name == "events":
+            chosen: list = self._select_events(list(terms), sort)
+        elif name == "profiles":
+            chosen = self._select_profiles(list(terms), sort)
+        else:
+            chosen = select(self.dataset.collection(name), terms, sort)
+        self._selections[key] = chosen
+        if len(self._selections) > 64:
+            self._selections.popitem(last=False)
+        return chosen
+
+    def _select_events(self, terms: list, sort: str | None) -> list:
+        events = self.dataset.events
+        low, high = 0, events.count
+        high = min(high, events.first_at_or_after(self.dataset.visible_until + 1))
+        rest = []
+        for operator, name, value in terms:
+            if name in ("datetime", "timestamp") and operator in COMPARE:
+                bound = {
+                    "greater-than": value + 1,
+                    "greater-or-equal": value,
+                    "less-than": value,
+                    "less-or-equal": value + 1,
+                }[operator]
+                index = events.first_at_or_after(bound)
+                low, high = (max(low, index), high) if operator.startswith("greater") else (low, min(high, index))
+            else:
+                rest.append((operator, name, value))
+        metric = next((value for operator, name, value in rest if name == "metric_id" and operator == "equals"), None)
+        if metric is not None:
+            position = events.metric_ids.index(metric) if metric in events.metric_ids else None
+            indexes = events.by_metric[position] if position is not None else []
+            candidates: Any = indexes[bisect.bisect_left(indexes, low) : bisect.bisect_left(indexes, high)]
+            rest = [term for term in rest if term[1] != "metric_id"]
+        else:
+            candidates = range(low, max(low, high))
+        if rest:
+            candidates = [index for index in candidates if matches(events.record(index), rest)]
+        return list(reversed(candidates)) if (sort or "").startswith("-") else candidates
+
+    def _select_profiles(self, terms: list, sort: str | None) -> list:
+        profiles = self.dataset.profiles
+        visible = self.dataset.visible_until
+        chosen = [i for i in range(profiles.count) if profiles.updated[i] <= visible]
+        times = {"created": profiles.created, "updated": profiles.updated}
+        rest = []
+        for operator, name, value in terms:
+            if name in times and operator in COMPARE:
+                values, compare = times[name], COMPARE[operator]
+                chosen = [i for i in chosen if compare(values[i], value)]
+            else:
+                rest.append((operator, name, value))
+        if rest:
+            chosen = [i for i in chosen if matches(profiles.record(i), rest)]
+        if sort and sort.lstrip("-") in times:
+            chosen.sort(key=times[sort.lstrip("-")].__getitem__, reverse=sort.startswith("-"))
+        return chosen
+
+    def metric_aggregates(self, body: dict, revision: str, base: str, path: str) -> Answer:
+        attributes = body["data"]["attributes"]
+        result = aggregate(self.dataset.events, self.dataset.visible_until, attributes)
+        if isinstance(result, Violation):
+            return Answer(result.status, result.body())
+        paged = page_of(result["data"], attributes.get("page_cursor"), int(attributes.get("page_size") or 500))
+        if isinstance(paged, Violation):
+            return Answer(paged.status, paged.body())
+        rows, next_offset = paged
+        links = {"self": f"{base}{path}"}
+        if next_offset is not None:
+            links["next"] = f"{base}{path}?{urlencode({'page_cursor': str(next_offset)})}"
+        resource = {
+            "type": "metric-aggregate",
+            "id": f"agg-{abs(hash(orjson.dumps(attributes))) % 10**12}",
+            "attributes": {"dates": result["dates"], "data": rows},
+            "links": links,
+        }
+        return Answer(200, {"data": resource, "links": links})
+
+    def v1_campaigns(self, params: dict[str, str]) -> Answer:
+        """The retired v1 API: api_key in the query, page/count paging, its own envelope."""
+        if self.faults.v1_gone:
+            return Answer(
+                410,
+                {
+                    "status": 410,
+                    "message": "This API version is no longer supported. Use the current API (https://developers.klaviyo.com).",
+                },
+                content_type="application/json",
+            )
+        if scopes_of(params.get("api_key")) is None:
+            return Answer(
+                403, {"status": 403, "message": "The API key specified is invalid."}, content_type="application/json"
+            )
+        try:
+            page, count = int(params.get("page", 0)), int(params.get("count", 50))
+        except ValueError:
+            return Answer(
+                400, {"status": 400, "message": "page and count must be integers."}, content_type="application/json"
+            )
+        if page < 0 or not 1 <= count <= 100:
+            return Answer(
+                400,
+                {"status": 400, "message": "page must be >= 0 and count between 1 and 100."},
+                content_type="application/json",
+            )
+        campaigns = [c for c in self.dataset.collection("campaigns")]
+        items = [_v1_campaign(c) for c in campaigns[page * count : (page + 1) * count]]
+        envelope = {
+            "object": "$list",
+            "page": page,
+            "start": page * count,
+            "end": page * count + max(0, len(items) - 1),
+            "total": len(campaigns),
+            "page_size": len(items),
+            "data": items,
+        }
+        return Answer(200, envelope, content_type="application/json")
+
+    # -- admin ------------------------------------------------------------------------------
+    def admin(self, method: str, path: str, params: dict[str, str], body: bytes) -> Answer:
+        if path == "/__sim/stats":
+            return Answer(200, dict(self.stats), content_type="application/json")
+        if path == "/__sim/faults" and method == "POST":
+            self.faults.update(orjson.loads(body or b"{}"))
+            return Answer(200, asdict(self.faults), content_type="application/json")
+        if path == "/__sim/reveal" and method == "POST":
+            self.dataset.reveal()
+            return Answer(200, {"visible_until": iso(self.dataset.visible_until)}, content_type="application/json")
+        return Answer(404, {"detail": f"no admin route {method} {path}"}, content_type="application/json")
+
+    # -- running --------------------------------------------------------------------------------
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> asyncio.AbstractServer:
+        server = await asyncio.start_server(self.serve_connection, host, port, limit=1 << 20, backlog=512)
+        bound_port = server.sockets[0].getsockname()[1]
+        self.url = f"http://{host}:{bound_port}"
+        return server
+
+    def run_in_thread(self, host: str = "127.0.0.1", port: int = 0) -> SimulatorThread:
+        return SimulatorThread(self, host, port)
+
+
+class SimulatorThread:
+    """The simulator on its own event loop in a daemon thread (for tests): `with sim.run_in_thread(): ...`."""
+
+    def __init__(self, simulator: Simulator, host: str, port: int) -> None:
+        self.simulator = simulator
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        self._server: asyncio.AbstractServer | None = None
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+            self._server = self.loop.run_until_complete(simulator.start(host, port))
+            ready.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=run, name="klaviyo-sim", daemon=True)
+        self.thread.start()
+        ready.wait(10)
+
+    def stop(self) -> None:
+        async def shutdown() -> None:
+            self._server.close()
+            await self._server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+    def __enter__(self) -> Simulator:
+        return self.simulator
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def _error(status: int, code: str, title: str, detail: str) -> dict[str, Any]:
+    return {
+        "errors": [
+            {
+                "id": "00000000-0000-4000-8000-000000000000",
+                "status": status,
+                "code": code,
+                "title": title,
+                "detail": detail,
+                "source": {"pointer": "/data/"},
+            }
+        ]
+    }
+
+
+def _v1_campaign(record: Record) -> dict[str, Any]:
+    attributes = record.attributes
+
+    def plain(value: str) -> str:  # v1 wrote "YYYY-MM-DD HH:MM:SS" in UTC
+        return value[:19].replace("T", " ")
+
+    return {
+        "object": "campaign",
+        "id": record.id,
+        "name": attributes["name"],
+        "subject": f"{attributes['name']} news",
+        "from_email": "news@example.com",
+        "from_name": "Example",
+        "lists": [{"object": "list", "id": list_id} for list_id in attributes["audiences"]["included"]],
+        "excluded_lists": [],
+        "status": "sent" if attributes["status"] == "Sent" else "draft",
+        "status_id": 1 if attributes["status"] == "Sent" else 2,
+        "status_label": attributes["status"],
+        "sent_at": plain(attributes["send_time"]) if attributes["status"] == "Sent" else None,
+        "send_time": plain(attributes["send_time"]),
+        "created": plain(attributes["created_at"]),
+        "updated": plain(attributes["updated_at"]),
+        "num_recipients": 100,
+        "campaign_type": "Regular",
+        "is_segmented": False,
+        "message_type": record.fields["messages.channel"],
+        "template_id": None,
+    }
