@@ -10,8 +10,20 @@ from integration_tests.connector_cli import configured_catalog, run_connector
 from integration_tests.klaviyo_sim import FULL_ACCESS_KEY, key_without
 from integration_tests.klaviyo_sim.data import DAY, Dataset, iso
 
-STREAMS = ["campaigns_email", "campaigns_sms", "templates", "metrics", "lists", "segments", "flows"]
+STREAMS = [
+    "campaigns_email",
+    "campaigns_sms",
+    "templates",
+    "profiles",
+    "events",
+    "events_custom_dates",
+    "metrics",
+    "lists",
+    "segments",
+    "flows",
+]
 WINDOWED = {"templates": 730, "lists": 730, "segments": 730}
+CUSTOM_DATES = (NOW - 10 * DAY, NOW - 5 * DAY)
 MARGIN = 600  # seconds around a window edge where the connector's own clock decides
 
 
@@ -25,12 +37,30 @@ def expected_ids(dataset: Dataset, stream: str) -> tuple[set[str], set[str]]:
         channel = stream.removeprefix("campaigns_")
         records = [r for r in dataset.collection("campaigns") if r.fields["messages.channel"] == channel]
         return {r.id for r in records}, set()
+    if stream in ("events", "events_custom_dates", "profiles"):
+        return expected_event_or_profile_ids(dataset, stream)
     records = dataset.collection(stream)
     if stream not in WINDOWED:
         return {r.id for r in records}, set()
     edge = NOW - WINDOWED[stream] * DAY
     inside = {r.id for r in records if r.times["updated"] >= edge + MARGIN}
     near = {r.id for r in records if abs(r.times["updated"] - edge) < MARGIN}
+    return inside, near
+
+
+def expected_event_or_profile_ids(dataset: Dataset, stream: str) -> tuple[set[str], set[str]]:
+    if stream == "profiles":
+        profiles, edge = dataset.profiles, NOW - 730 * DAY
+        inside = {profiles.ids[i] for i in range(profiles.count) if profiles.created[i] >= edge + MARGIN}
+        near = {profiles.ids[i] for i in range(profiles.count) if abs(profiles.created[i] - edge) < MARGIN}
+        return inside, near
+    events = dataset.events
+    if stream == "events_custom_dates":  # after start, up to and including end
+        low, high = events.first_at_or_after(CUSTOM_DATES[0] + 1), events.first_at_or_after(CUSTOM_DATES[1] + 1)
+        return {events.record(i).id for i in range(low, high)}, set()
+    edge = NOW - 30 * DAY
+    inside = {events.record(i).id for i in range(events.first_at_or_after(edge + MARGIN), events.count)}
+    near = {events.record(i).id for i in range(events.first_at_or_after(edge - MARGIN), events.first_at_or_after(edge + MARGIN))}
     return inside, near
 
 
@@ -76,10 +106,11 @@ def test_discover_lists_every_stream(klaviyo_sim, tmp_path):
 @pytest.mark.parametrize("revision", ["2026-07-15", "2023-10-15"])
 def test_full_refresh_read_of_every_stream_returns_the_simulators_records(klaviyo_sim, tmp_path, revision):
     catalog = discover(klaviyo_sim, tmp_path)
+    custom = {"start": iso(CUSTOM_DATES[0]).replace("+00:00", "Z"), "end": iso(CUSTOM_DATES[1]).replace("+00:00", "Z")}
     run = run_connector(
         "read",
         tmp_path,
-        config=sim_config(klaviyo_sim, revision=revision),
+        config=sim_config(klaviyo_sim, revision=revision, events_custom_dates=custom),
         catalog=configured_catalog(catalog, incremental=False),
     )
 

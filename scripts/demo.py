@@ -27,6 +27,10 @@ from integration_tests.connector_cli import CONNECTOR, configured_catalog, parse
 from integration_tests.klaviyo_sim import FULL_ACCESS_KEY  # noqa: E402
 
 
+def iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -51,7 +55,10 @@ def read(config: dict, output: Path, folder: Path) -> None:
     catalogs = discovered.of_type("CATALOG")
     if not catalogs:
         sys.exit(f"discover failed: {discovered.errors() or discovered.stderr[-2000:]}")
-    catalog = configured_catalog(catalogs[0]["catalog"])
+    streams = [stream["name"] for stream in catalogs[0]["catalog"]["streams"]]
+    if "events_custom_dates" not in config:  # that stream needs its range in the config
+        streams.remove("events_custom_dates")
+    catalog = configured_catalog(catalogs[0]["catalog"], streams)
     (folder / "config.json").write_text(json.dumps(config))
     (folder / "catalog.json").write_text(json.dumps(catalog))
     modes = ", ".join(f"{s['stream']['name']} ({s['sync_mode']})" for s in catalog["streams"])
@@ -109,7 +116,9 @@ def main() -> None:
             return
         simulator, url = start_simulator(args.events)
         try:
-            read({"api_key": FULL_ACCESS_KEY, "api_url": url}, args.output, Path(folder))
+            week = {"start": iso(time.time() - 8 * 86_400), "end": iso(time.time() - 86_400)}
+            config = {"api_key": FULL_ACCESS_KEY, "api_url": url, "events_custom_dates": week}
+            read(config, args.output, Path(folder))
         finally:
             simulator.terminate()
             simulator.wait(10)

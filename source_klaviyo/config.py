@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.airbyte_secrets_utils import update_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from source_klaviyo.endpoints import DEFAULT_REVISION, KLAVIYO_API_URL
 
@@ -39,6 +39,9 @@ BACKFILL_POLICY_DAYS: Mapping[str, int | None] = {
 }
 
 DEFAULT_NUM_WORKERS = 10
+# Klaviyo events can arrive after their datetime (integrations catching up, imports);
+# an incremental events sync re-reads this much before its state. See the README.
+DEFAULT_EVENT_LOOKBACK_HOURS = 24
 MAX_NUM_WORKERS = 50
 
 
@@ -57,12 +60,34 @@ class BackfillWindows(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    events: int | None = Field(default=None, ge=0)
+    profiles: int | None = Field(default=None, ge=0)
     templates: int | None = Field(default=None, ge=0)
     lists: int | None = Field(default=None, ge=0)
     segments: int | None = Field(default=None, ge=0)
     campaigns_email: int | None = Field(default=None, ge=0)
     campaigns_sms: int | None = Field(default=None, ge=0)
     flows: int | None = Field(default=None, ge=0)
+
+
+class CustomDates(BaseModel):
+    """The range events_custom_dates reads: after `start`, up to and including `end`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start: datetime
+    end: datetime
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _datetime(cls, value: Any) -> datetime:
+        return parse_datetime(value)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CustomDates:
+        if self.end <= self.start:
+            raise ValueError("must have `end` after `start`")
+        return self
 
 
 class KlaviyoConfig(BaseModel):
@@ -74,6 +99,10 @@ class KlaviyoConfig(BaseModel):
     backfill_window_days: BackfillWindows = BackfillWindows()
     num_workers: int = Field(default=DEFAULT_NUM_WORKERS, ge=1, le=MAX_NUM_WORKERS)
     api_url: str = KLAVIYO_API_URL
+    event_metrics: list[str] = Field(default_factory=list)
+    event_lookback_hours: int = Field(default=DEFAULT_EVENT_LOOKBACK_HOURS, ge=0, le=720)
+    events_custom_dates: CustomDates | None = None
+    profiles_predictive_analytics: bool = False
 
     @field_validator("api_key")
     @classmethod
@@ -98,6 +127,13 @@ class KlaviyoConfig(BaseModel):
             raise ValueError(f"is in the future ({value}); nothing would be read")
         return parsed
 
+    @field_validator("event_metrics")
+    @classmethod
+    def _metric_names(cls, value: list[str]) -> list[str]:
+        if any(not isinstance(item, str) or not item.strip() for item in value):
+            raise ValueError("must list metric ids or names, none of them empty")
+        return list(dict.fromkeys(item.strip() for item in value))
+
     @field_validator("api_url")
     @classmethod
     def _trusted_host(cls, value: str) -> str:
@@ -116,10 +152,13 @@ class KlaviyoConfig(BaseModel):
         return f"{parts.scheme}://{parts.netloc}/"
 
     def backfill_start(self, stream: str, now: datetime) -> datetime | None:
-        """Earliest time a first sync of `stream` reads: the later of (now - window) and start_date."""
+        """Earliest time a first sync of `stream` reads: the later of (now - window) and start_date.
+
+        Streams outside the policy (events_custom_dates reads its own range) have no window.
+        """
         days = getattr(self.backfill_window_days, stream, None)
         if days is None:
-            days = BACKFILL_POLICY_DAYS[stream]
+            days = BACKFILL_POLICY_DAYS.get(stream)
         window_start = now - timedelta(days=days) if days else None
         bounds = [bound for bound in (window_start, self.start_date) if bound is not None]
         return max(bounds) if bounds else None

@@ -57,11 +57,15 @@ def build_cursor(
     stream_name: str,
     cursor_field: str,
     start: datetime | None,
-    slice_range: timedelta | None,
     state_manager: ConnectorStateManager,
     message_repository: MessageRepository,
+    lookback: timedelta | None = None,
 ) -> ConcurrentCursor:
-    """A cursor whose first sync begins at `start` (or Klaviyo's epoch) and whose slices carry start/end."""
+    """A cursor whose first sync begins at `start` (or Klaviyo's epoch) and whose slices carry start/end.
+
+    With `lookback`, a sync with state starts that much before it, to catch records that
+    arrive late with an older cursor value.
+    """
     converter = KlaviyoDatetimeConverter()
     return ConcurrentCursor(
         stream_name=stream_name,
@@ -74,5 +78,5 @@ def build_cursor(
         slice_boundary_fields=(SLICE_START, SLICE_END),
         start=start or KLAVIYO_EPOCH,
         end_provider=converter.get_end_provider(),
-        slice_range=slice_range,
+        lookback_window=lookback,
     )

@@ -62,5 +62,12 @@ ENDPOINTS: Mapping[str, Mapping[str, Endpoint]] = {
 }
 
 
+# GET /api/profiles with additional-fields[profile]=predictive_analytics drops to these
+# limits (burst per second, steady per minute) in both revisions; the spec says so in the
+# operation's description rather than in x-klaviyo-ratelimit.
+PREDICTIVE_PROFILES_LIMITS = (10, 150)
+PREDICTIVE_FIELDS = "subscriptions,predictive_analytics"
+
+
 def endpoint(revision: str, name: str) -> Endpoint:
     return ENDPOINTS[revision][name]

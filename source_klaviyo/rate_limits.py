@@ -22,7 +22,7 @@ from airbyte_cdk.sources.streams.call_rate import (
     Rate,
 )
 
-from source_klaviyo.endpoints import ENDPOINTS
+from source_klaviyo.endpoints import ENDPOINTS, PREDICTIVE_FIELDS, PREDICTIVE_PROFILES_LIMITS
 
 # Our clock measures when a request leaves; Klaviyo's windows count arrivals, and
 # latency jitter can push one more request into a window than we sent in it.
@@ -50,18 +50,29 @@ class KlaviyoAPIBudget(HttpAPIBudget):
         return int(match.group(1)) if match else None
 
 
+def _policy(burst: int, steady: int, matcher: HttpRequestRegexMatcher) -> MovingWindowCallRatePolicy:
+    rates = [
+        Rate(limit=usable(burst), interval=timedelta(seconds=1)),
+        Rate(limit=usable(steady), interval=timedelta(minutes=1)),
+    ]
+    return MovingWindowCallRatePolicy(rates=rates, matchers=[matcher])
+
+
 def build_budget(api_url: str, revision: str) -> KlaviyoAPIBudget:
-    """One moving-window policy per endpoint of `revision`, at HEADROOM of its published limits."""
+    """One moving-window policy per endpoint of `revision`, at HEADROOM of its published limits.
+
+    Profiles with predictive analytics have their own, lower policy, listed first
+    because the first matching policy wins.
+    """
     parts = urlsplit(api_url)
     base = f"{parts.scheme}://{parts.netloc}"
-    policies = [
-        MovingWindowCallRatePolicy(
-            rates=[
-                Rate(limit=usable(endpoint.burst_per_second), interval=timedelta(seconds=1)),
-                Rate(limit=usable(endpoint.steady_per_minute), interval=timedelta(minutes=1)),
-            ],
-            matchers=[HttpRequestRegexMatcher(url_base=base, url_path_pattern=rf"^/api/{re.escape(endpoint.name)}$")],
-        )
-        for endpoint in ENDPOINTS[revision].values()
+
+    def matcher(name: str, **params: str) -> HttpRequestRegexMatcher:
+        return HttpRequestRegexMatcher(url_base=base, url_path_pattern=rf"^/api/{re.escape(name)}$", params=params)
+
+    predictive = matcher("profiles", **{"additional-fields[profile]": PREDICTIVE_FIELDS})
+    policies = [_policy(*PREDICTIVE_PROFILES_LIMITS, predictive)]
+    policies += [
+        _policy(e.burst_per_second, e.steady_per_minute, matcher(e.name)) for e in ENDPOINTS[revision].values()
     ]
     return KlaviyoAPIBudget(policies=policies)

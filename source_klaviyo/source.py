@@ -1,17 +1,19 @@
 """SourceKlaviyo: check, discover and a concurrent read of every Klaviyo stream.
 
 All streams run through the CDK's concurrent engine (ConcurrentSourceAdapter +
-StreamFacade): streams read side by side, incremental ones in windows from a
-ConcurrentCursor, and one shared API budget keeps every endpoint under
-Klaviyo's limits. Before a read, one probe per selected stream turns a bad key
-or a missing scope into a single clear config error before any data moves.
+StreamFacade): streams read side by side, incremental ones tracked by a
+ConcurrentCursor, events and profiles in adaptive windows (windows.py), and
+one shared API budget keeps every endpoint under Klaviyo's limits. Before a
+read, one probe per selected stream turns a bad key or a missing scope into a
+single clear config error before any data moves.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping, MutableMapping
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airbyte_cdk.models import (
@@ -28,30 +30,53 @@ from airbyte_cdk.sources.concurrent_source.concurrent_source import ConcurrentSo
 from airbyte_cdk.sources.concurrent_source.concurrent_source_adapter import ConcurrentSourceAdapter
 from airbyte_cdk.sources.connector_state_manager import ConnectorStateManager
 from airbyte_cdk.sources.streams import Stream
+from airbyte_cdk.sources.streams.concurrent.adapters import StreamFacade
+from airbyte_cdk.sources.streams.concurrent.cursor import Cursor, CursorField, FinalStateCursor
+from airbyte_cdk.sources.streams.concurrent.default_stream import DefaultStream
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_klaviyo.config import DEFAULT_NUM_WORKERS, MAX_NUM_WORKERS, KlaviyoConfig, parse_config
 from source_klaviyo.cursor import build_cursor
 from source_klaviyo.errors import key_rejected_message, missing_scopes_message
 from source_klaviyo.rate_limits import KlaviyoAPIBudget, build_budget
-from source_klaviyo.streams import STREAM_CLASSES, IncrementalKlaviyoStream, KlaviyoStream
+from source_klaviyo.streams import (
+    STREAM_CLASSES,
+    Events,
+    EventsCustomDates,
+    IncrementalKlaviyoStream,
+    KlaviyoStream,
+    Metrics,
+    Profiles,
+    WindowedKlaviyoStream,
+)
+from source_klaviyo.streams.profiles import PROFILE_CURSORS
+from source_klaviyo.windows import WindowPlanner
 
 logger = logging.getLogger("airbyte")
 
 
+@dataclass(frozen=True)
+class ReadChoices:
+    """What a read's configured catalog decides about the streams."""
+
+    profiles_cursor: str = "created"
+    event_metric_ids: tuple[str | None, ...] = (None,)
+
+
 class SourceKlaviyo(ConcurrentSourceAdapter):
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
-        workers = _num_workers(config)
+        self._workers = _num_workers(config)
         super().__init__(
             ConcurrentSource.create(
-                num_workers=workers,
-                initial_number_of_partitions_to_generate=max(1, workers // 2),
+                num_workers=self._workers,
+                initial_number_of_partitions_to_generate=max(1, self._workers // 2),
                 logger=logger,
                 slice_logger=self._slice_logger,
                 message_repository=self.message_repository,
             )
         )
         self._state: list[AirbyteStateMessage] = []
+        self._choices = ReadChoices()
         self._budget: KlaviyoAPIBudget | None = None
 
     def configure(self, config: Mapping[str, Any], temp_dir: str) -> Mapping[str, Any]:
@@ -85,7 +110,11 @@ class SourceKlaviyo(ConcurrentSourceAdapter):
 
     def streams(self, config: Mapping[str, Any]) -> list[Stream]:
         state_manager = ConnectorStateManager(state=self._state)
-        return [self._as_concurrent(stream, state_manager) for stream in self._klaviyo_streams(parse_config(config))]
+        klaviyo_config = parse_config(config)
+        return [
+            self._as_concurrent(stream, state_manager, klaviyo_config)
+            for stream in self._klaviyo_streams(klaviyo_config)
+        ]
 
     def read(
         self,
@@ -94,41 +123,106 @@ class SourceKlaviyo(ConcurrentSourceAdapter):
         catalog: ConfiguredAirbyteCatalog,
         state: list[AirbyteStateMessage] | None = None,
     ) -> Iterator[AirbyteMessage]:
-        incremental = {stream.stream.name for stream in catalog.streams if stream.sync_mode == SyncMode.incremental}
+        klaviyo_config = parse_config(config)
+        configured = {stream.stream.name: stream for stream in catalog.streams}
+        incremental = {name for name, stream in configured.items() if stream.sync_mode == SyncMode.incremental}
         # State only counts for streams read incrementally: a full refresh must not resume from it.
         self._state = [message for message in state or [] if _state_stream_name(message) in incremental]
-        selected = {stream.stream.name for stream in catalog.streams}
-        self._preflight([stream for stream in self._klaviyo_streams(parse_config(config)) if stream.name in selected])
+        profiles = configured.get(Profiles.name)
+        profiles_cursor = (
+            (profiles.cursor_field or ["created"])
+            if profiles and profiles.sync_mode == SyncMode.incremental
+            else ["created"]
+        )
+        if profiles_cursor not in ([name] for name in PROFILE_CURSORS):
+            raise _config_error(
+                f"The profiles stream can use `created` or `updated` as its cursor, not {profiles_cursor}."
+            )
+        if EventsCustomDates.name in configured and klaviyo_config.events_custom_dates is None:
+            raise _config_error(
+                "The events_custom_dates stream is selected but `events_custom_dates` (start and end) is not set: "
+                "set both, or deselect the stream."
+            )
+        self._choices = ReadChoices(profiles_cursor=profiles_cursor[0])
+        selected = [stream for stream in self._klaviyo_streams(klaviyo_config) if stream.name in configured]
+        self._preflight(selected)
+        if klaviyo_config.event_metrics and any(isinstance(stream, Events) for stream in selected):
+            self._choices = ReadChoices(profiles_cursor[0], self._metric_ids(klaviyo_config))
         yield from super().read(logger, config, catalog, self._state)
 
     def _klaviyo_streams(self, config: KlaviyoConfig) -> list[KlaviyoStream]:
         if self._budget is None:
             self._budget = build_budget(config.api_url, config.revision)
         now = datetime.now(timezone.utc)
-        return [stream_class(config, self._budget, now) for stream_class in STREAM_CLASSES]
+        streams: list[KlaviyoStream] = []
+        for stream_class in STREAM_CLASSES:
+            if stream_class is Profiles:
+                streams.append(Profiles(config, self._budget, now, cursor_field=self._choices.profiles_cursor))
+                continue
+            stream = stream_class(config, self._budget, now)
+            if isinstance(stream, Events):
+                stream.variants = self._choices.event_metric_ids
+            streams.append(stream)
+        return streams
 
-    def _as_concurrent(self, stream: KlaviyoStream, state_manager: ConnectorStateManager) -> Stream:
-        cursor = None
-        if isinstance(stream, IncrementalKlaviyoStream):
+    def _as_concurrent(
+        self, stream: KlaviyoStream, state_manager: ConnectorStateManager, config: KlaviyoConfig
+    ) -> Stream:
+        if not isinstance(stream, WindowedKlaviyoStream):
+            cursor = None
+            if isinstance(stream, IncrementalKlaviyoStream):
+                cursor = build_cursor(
+                    stream.name, stream.cursor_field, stream.window_start, state_manager, self.message_repository
+                )
+            return self.convert_to_concurrent_stream(logger, stream, state_manager, cursor)
+        cursor_field = None
+        cursor: Cursor
+        if isinstance(stream, EventsCustomDates):
+            cursor = FinalStateCursor(stream.name, None, self.message_repository)
+        else:
+            lookback = timedelta(hours=config.event_lookback_hours) if isinstance(stream, Events) else None
             cursor = build_cursor(
-                stream.name,
-                stream.cursor_field,
-                stream.window_start,
-                stream.slice_range,
-                state_manager,
-                self.message_repository,
+                stream.name, stream.cursor_field, stream.window_start, state_manager, self.message_repository, lookback
             )
-        return self.convert_to_concurrent_stream(logger, stream, state_manager, cursor)
+            cursor_field = CursorField(
+                stream.cursor_field, supports_catalog_defined_cursor_field=stream.catalog_defined_cursor
+            )
+        stream.cursor = cursor
+        planner = WindowPlanner(stream, stream.ranges(), self._workers)
+        default_stream = DefaultStream(
+            planner, stream.name, stream.get_json_schema, ["id"], cursor_field, logger, cursor
+        )
+        return StreamFacade(default_stream, stream, cursor, slice_logger=self._slice_logger, logger=logger)
+
+    def _metric_ids(self, config: KlaviyoConfig) -> tuple[str, ...]:
+        """The ids `event_metrics` names: each entry is a metric id or a metric name (all metrics of that name)."""
+        metrics = Metrics(config, self._budget)
+        if metrics.probe() in (401, 403):
+            raise _config_error(missing_scopes_message({"event_metrics (to look up metric names)": metrics.scope}))
+        known = [(record["id"], record.get("name")) for record in metrics.read_records(SyncMode.full_refresh)]
+        ids = []
+        for wanted in config.event_metrics:
+            matching = [metric_id for metric_id, name in known if wanted in (metric_id, name)]
+            if not matching:
+                names = ", ".join(sorted({name for _, name in known if name})[:40])
+                raise _config_error(
+                    f"`event_metrics` lists {wanted!r}, which is no metric id or name of this account. "
+                    f"Metrics: {names}."
+                )
+            ids += [metric_id for metric_id in matching if metric_id not in ids]
+        return tuple(ids)
 
     @staticmethod
     def _preflight(streams: list[KlaviyoStream]) -> None:
         key_accepted, forbidden = _probe_access(streams)
         if not key_accepted:
-            raise AirbyteTracedException(message=key_rejected_message(), failure_type=FailureType.config_error)
+            raise _config_error(key_rejected_message())
         if forbidden:
-            raise AirbyteTracedException(
-                message=missing_scopes_message(forbidden), failure_type=FailureType.config_error
-            )
+            raise _config_error(missing_scopes_message(forbidden))
+
+
+def _config_error(message: str) -> AirbyteTracedException:
+    return AirbyteTracedException(message=message, failure_type=FailureType.config_error)
 
 
 def _probe_access(streams: list[KlaviyoStream]) -> tuple[bool, MutableMapping[str, str]]:

@@ -117,6 +117,11 @@ def stream_schema(api: OpenApi, stream_class: type) -> dict[str, Any]:
             if many
             else {"type": ["null", "string"], "description": f"Id of the related {relationship}."}
         )
+    for field, (relationship, attribute) in getattr(stream_class, "included_attributes", {}).items():
+        properties[field] = {
+            "type": ["null", "string"],
+            "description": f"The {attribute} of the related {relationship}.",
+        }
     return {
         "$schema": "http://json-schema.org/draft-07/schema#",
         "type": "object",

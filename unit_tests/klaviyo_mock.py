@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -16,6 +17,8 @@ TYPES = {
     "lists": "list",
     "segments": "segment",
     "flows": "flow",
+    "profiles": "profile",
+    "events": "event",
 }
 
 
@@ -58,13 +61,9 @@ def serve_pages(
     endpoint_name: str,
     pages: Sequence[list[Mapping[str, Any]]],
     revision: str = "2026-07-15",
-    select: Callable[[Mapping[str, str]], bool] | None = None,
+    included: list[Mapping[str, Any]] | None = None,
 ) -> None:
-    """Serve `pages` at the endpoint, linked by links.next carrying page[cursor] and the first request's query.
-
-    `select` (on the first request's query) decides which requests these pages answer,
-    so one endpoint can serve different data per filter.
-    """
+    """Serve `pages` at the endpoint, linked by links.next carrying page[cursor] and the first request's query."""
     base = url(endpoint_name, revision)
 
     def respond(request: Any, context: Any) -> Mapping[str, Any]:
@@ -74,15 +73,12 @@ def serve_pages(
         if index + 1 < len(pages):
             links["next"] = f"{base}?{urlencode({**query, 'page[cursor]': index + 1})}"
         context.headers["Content-Type"] = "application/vnd.api+json"
-        return {"data": pages[index], "links": links}
+        body: dict[str, Any] = {"data": pages[index], "links": links}
+        if included is not None:
+            body["included"] = included
+        return body
 
-    matcher = None
-    if select is not None:
-
-        def matcher(request: Any) -> bool:
-            return select({k: v for k, v in parse_qsl(urlsplit(request.url).query) if k != "page[cursor]"})
-
-    api.get(base, json=respond, additional_matcher=matcher)
+    api.get(base, json=respond)
 
 
 # Attributes only the current revision returns.
@@ -90,6 +86,13 @@ NEW_IN_2026 = {
     "templates": {"amp"},
     "lists": {"opt_in_process"},
     "segments": {"definition", "is_active", "is_processing", "is_starred"},
+    "profiles": {"locale"},
+}
+# The metric every sample event belongs to, as `include=metric` returns it.
+METRIC = {
+    "type": "metric",
+    "id": "MET1",
+    "attributes": {"name": "Placed Order", "created": "2023-05-01T10:00:00+00:00"},
 }
 
 
@@ -159,6 +162,29 @@ def sample(endpoint_name: str, index: int, updated: str, revision: str = "2026-0
             "trigger_type": "Metric",
         }
         relationships = {"flow-actions": [{"type": "flow-action", "id": f"A{index}"}], "tags": []}
+    elif endpoint_name == "events":
+        attributes = {
+            "timestamp": int(datetime.fromisoformat(updated).timestamp()),
+            "event_properties": {"$value": 42.5, "$event_id": f"order-{index}", "ItemNames": ["Widget"]},
+            "datetime": updated,
+            "uuid": f"00000000-0000-4000-8000-{index:012d}",
+        }
+        relationships = {
+            "profile": {"type": "profile", "id": f"PRO{index % 3}"},
+            "metric": {"type": "metric", "id": METRIC["id"]},
+        }
+    elif endpoint_name == "profiles":
+        attributes = {
+            "email": f"ada{index}@example.com",
+            "first_name": "Ada",
+            "last_name": "Lovelace",
+            "locale": "en-GB",
+            "created": updated,
+            "updated": updated,
+            "location": {"city": "London", "country": "United Kingdom", "latitude": "51.5", "longitude": "-0.12"},
+            "properties": {"plan": "pro"},
+            "subscriptions": {"email": {"marketing": {"can_receive_email_marketing": True, "consent": "SUBSCRIBED"}}},
+        }
     else:
         raise ValueError(endpoint_name)
     if revision != "2026-07-15":

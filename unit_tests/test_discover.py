@@ -13,6 +13,9 @@ EXPECTED = {
     "campaigns_email": None,
     "campaigns_sms": None,
     "templates": "updated",
+    "profiles": "created",
+    "events": "datetime",
+    "events_custom_dates": None,
     "metrics": None,
     "lists": "updated",
     "segments": "updated",
@@ -37,7 +40,9 @@ def test_discover_lists_every_stream_with_schema_key_cursor_and_modes(api):
         }
         if cursor:
             assert stream.supported_sync_modes == [SyncMode.full_refresh, SyncMode.incremental]
-            assert stream.default_cursor_field == [cursor] and stream.source_defined_cursor
+            assert stream.default_cursor_field == [cursor]
+            # Profiles let the user pick created or updated; every other cursor is the stream's own.
+            assert stream.source_defined_cursor is (name != "profiles")
             assert cursor in stream.json_schema["properties"]
         else:
             assert stream.supported_sync_modes == [SyncMode.full_refresh]

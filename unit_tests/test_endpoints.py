@@ -24,3 +24,15 @@ def test_endpoint_facts_match_the_spec(revision, name):
 
 def test_both_revisions_cover_the_same_endpoints():
     assert set(ENDPOINTS["2026-07-15"]) == set(ENDPOINTS["2023-10-15"])
+
+
+@pytest.mark.parametrize("revision", REVISIONS)
+def test_the_predictive_analytics_tier_is_the_one_the_spec_describes(revision):
+    from integration_tests.klaviyo_sim.contract import load_spec
+    from source_klaviyo.endpoints import PREDICTIVE_PROFILES_LIMITS
+
+    path = "/" + ENDPOINTS[revision]["profiles"].path(revision)
+    description = load_spec(revision)["paths"][path]["get"]["description"]
+    tier = description.split("additional-fields[profile]=predictive_analytics", 1)[1]
+    burst, steady = PREDICTIVE_PROFILES_LIMITS
+    assert f"Burst: `{burst}/s`<br>Steady: `{steady}/m`" in tier

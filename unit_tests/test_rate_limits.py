@@ -73,3 +73,22 @@ def test_remaining_calls_above_zero_leave_the_budget_alone():
     events = request("api/events")
     budget.update_from_response(events, response(200, {"RateLimit-Remaining": "12", "RateLimit-Reset": "41"}))
     drain(budget, events, 10)
+
+
+@pytest.mark.parametrize("revision", ["2026-07-15", "2023-10-15"])
+def test_profiles_with_predictive_analytics_get_their_lower_tier(revision):
+    budget = build_budget(KLAVIYO_API_URL, revision)
+    path = ENDPOINTS[revision]["profiles"].path(revision)
+    predictive = requests.Request(
+        "GET", KLAVIYO_API_URL + path, params={"additional-fields[profile]": "subscriptions,predictive_analytics"}
+    ).prepare()
+    plain = requests.Request(
+        "GET", KLAVIYO_API_URL + path, params={"additional-fields[profile]": "subscriptions"}
+    ).prepare()
+
+    def limits(prepared):
+        return [rate.limit for rate in budget.get_matching_policy(prepared)._bucket.rates]
+
+    assert limits(predictive) == [usable(10), usable(150)]
+    profiles = ENDPOINTS[revision]["profiles"]
+    assert limits(plain) == [usable(profiles.burst_per_second), usable(profiles.steady_per_minute)]

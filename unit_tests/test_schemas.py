@@ -50,10 +50,14 @@ def test_every_schema_property_exists_in_the_klaviyo_resource(stream_class):
     Draft7Validator.check_schema(schema)
     attributes, relationships = attributes_and_relationships("2026-07-15", stream_class)
     relationship_fields = set(stream_class.relationships.values())
+    included = getattr(stream_class, "included_attributes", {})
 
     assert set(stream_class.relationships) <= relationships
-    assert set(schema["properties"]) - {"id"} - relationship_fields <= attributes
-    assert set(schema["properties"]) >= relationship_fields
+    assert set(schema["properties"]) - {"id"} - relationship_fields - set(included) <= attributes
+    assert set(schema["properties"]) >= relationship_fields | set(included)
+    for relationship, attribute in included.values():
+        related = next(cls for cls in STREAM_CLASSES if cls.endpoint_name == relationship + "s")
+        assert relationship in relationships and attribute in attributes_and_relationships("2026-07-15", related)[0]
 
 
 @pytest.mark.parametrize("revision", ["2026-07-15", "2023-10-15"])

@@ -16,13 +16,30 @@ from integration_tests.klaviyo_sim.contract import split_top_level
 from source_klaviyo.cursor import parse_klaviyo_datetime
 from source_klaviyo.endpoints import endpoint
 from source_klaviyo.streams import STREAM_CLASSES
-from unit_tests.klaviyo_mock import API_KEY, config, run_read, sample, serve_pages, stream_state
+from unit_tests.klaviyo_mock import API_KEY, METRIC, config, run_read, sample, serve_pages, stream_state
 
 REVISIONS = ["2026-07-15", "2023-10-15"]
 ENDPOINT_OF = {cls.name: cls.endpoint_name for cls in STREAM_CLASSES}
-INCREMENTAL = ["templates", "lists", "segments"]
+INCREMENTAL = ["templates", "lists", "segments", "profiles", "events"]
+WINDOWED = ["profiles", "events", "events_custom_dates"]
 UPDATED = "2026-11-01T12:00:00+00:00"
 NOW = datetime.now(timezone.utc)
+CUSTOM_DATES = {"start": "2026-10-01T00:00:00Z", "end": "2026-11-10T12:00:00Z"}
+
+
+def stream_config(stream: str, **extra: Any) -> dict[str, Any]:
+    """Config for reading `stream` here: windowed streams on one worker, so each reads one window."""
+    if stream in WINDOWED:
+        extra.setdefault("num_workers", 1)
+    if stream == "events_custom_dates":
+        extra.setdefault("events_custom_dates", CUSTOM_DATES)
+    return config(**extra)
+
+
+def serve(api: Any, stream: str, pages: list, revision: str = "2026-07-15") -> None:
+    serve_pages(
+        api, ENDPOINT_OF[stream], pages, revision, included=[METRIC] if ENDPOINT_OF[stream] == "events" else None
+    )
 
 
 def data_requests(api: Any) -> list[Mapping[str, Any]]:
@@ -56,9 +73,9 @@ def assert_near(value: datetime, expected: datetime, seconds: int = 120) -> None
 @pytest.mark.parametrize("revision", REVISIONS)
 @pytest.mark.parametrize("stream", sorted(ENDPOINT_OF))
 def test_first_request_has_the_revision_path_page_size_headers_and_filters(api, stream, revision):
-    serve_pages(api, ENDPOINT_OF[stream], [[sample(ENDPOINT_OF[stream], 1, UPDATED, revision)]], revision)
+    serve(api, stream, [[sample(ENDPOINT_OF[stream], 1, UPDATED, revision)]], revision)
     mode = SyncMode.incremental if stream in INCREMENTAL else SyncMode.full_refresh
-    output = run_read(config(revision=revision), {stream: mode})
+    output = run_read(stream_config(stream, revision=revision), {stream: mode})
 
     assert not output.errors
     requests = data_requests(api)
@@ -82,6 +99,24 @@ def test_first_request_has_the_revision_path_page_size_headers_and_filters(api, 
         ]
     elif stream in ("metrics", "flows"):
         assert terms == [[]]
+    elif stream == "events":
+        (window,) = terms
+        assert_near(bound(window, "greater-or-equal"), NOW - timedelta(days=30))
+        assert_near(bound(window, "less-than"), NOW)
+        assert {key: requests[0]["query"][key] for key in ("sort", "include")} == {
+            "sort": "datetime",
+            "include": "metric",
+        }
+    elif stream == "events_custom_dates":  # start exclusive, end inclusive, at one-second precision
+        assert terms == [
+            ["greater-or-equal(datetime,2026-10-01T00:00:01Z)", "less-than(datetime,2026-11-10T12:00:01Z)"]
+        ]
+    elif stream == "profiles":
+        (window,) = terms
+        assert_near(bound(window, "greater-than"), two_years_ago - timedelta(seconds=1))
+        assert_near(bound(window, "less-than"), NOW)
+        query = requests[0]["query"]
+        assert (query["sort"], query["additional-fields[profile]"]) == ("created", "subscriptions")
     elif stream == "templates":
         (window,) = terms
         assert_near(bound(window, "greater-or-equal"), two_years_ago)
@@ -96,8 +131,8 @@ def test_first_request_has_the_revision_path_page_size_headers_and_filters(api, 
 def test_follows_links_next_through_every_page(api, stream):
     name = ENDPOINT_OF[stream]
     pages = [[sample(name, page * 10 + i, UPDATED) for i in range(2)] for page in range(3)]
-    serve_pages(api, name, pages)
-    output = run_read(config(), {stream: SyncMode.full_refresh})
+    serve(api, stream, pages)
+    output = run_read(stream_config(stream), {stream: SyncMode.full_refresh})
 
     ids = [record.record.data["id"] for record in output.records]
     expected = [resource["id"] for page in pages for resource in page]
@@ -112,15 +147,18 @@ def test_follows_links_next_through_every_page(api, stream):
 def test_records_are_flat_and_match_the_stream_schema(api, stream, revision):
     name = ENDPOINT_OF[stream]
     body = sample(name, 7, UPDATED, revision)
-    serve_pages(api, name, [[body]], revision)
+    serve(api, stream, [[body]], revision)
     mode = SyncMode.incremental if stream in INCREMENTAL else SyncMode.full_refresh
-    output = run_read(config(revision=revision), {stream: mode})
+    output = run_read(stream_config(stream, revision=revision), {stream: mode})
 
     record = output.records[0].record.data
     expected = {"id": body["id"], **body["attributes"]}
     stream_class = next(cls for cls in STREAM_CLASSES if cls.name == stream)
     for relationship, field in stream_class.relationships.items():
-        expected[field] = [item["id"] for item in body["relationships"][relationship]["data"]]
+        linkage = body["relationships"][relationship]["data"]
+        expected[field] = linkage["id"] if isinstance(linkage, dict) else [item["id"] for item in linkage]
+    if name == "events":
+        expected["metric_name"] = METRIC["attributes"]["name"]
     # The CDK's message serializer leaves top-level nulls out of the record.
     assert record == {field: value for field, value in expected.items() if value is not None}
     schema = _schema(stream)
@@ -131,29 +169,46 @@ def test_records_are_flat_and_match_the_stream_schema(api, stream, revision):
 def _schema(stream: str) -> Mapping[str, Any]:
     from source_klaviyo.source import SourceKlaviyo
 
-    (instance,) = [s for s in SourceKlaviyo().streams(config()) if s.name == stream]
+    (instance,) = [s for s in SourceKlaviyo().streams(stream_config(stream)) if s.name == stream]
     return instance.get_json_schema()
+
+
+CURSOR = {
+    "templates": "updated",
+    "lists": "updated",
+    "segments": "updated",
+    "profiles": "created",
+    "events": "datetime",
+}
 
 
 @pytest.mark.parametrize("stream", INCREMENTAL)
 def test_state_is_the_newest_emitted_cursor_and_the_next_sync_starts_there(api, stream):
-    name = ENDPOINT_OF[stream]
     updates = ["2026-10-01T08:00:00+00:00", "2026-11-20T09:30:15+00:00", "2026-11-02T00:00:00+00:00"]
-    serve_pages(api, name, [[sample(name, i, updated)] for i, updated in enumerate(updates)])
-    first = run_read(config(), {stream: SyncMode.incremental})
+    serve(api, stream, [[sample(ENDPOINT_OF[stream], i, updated)] for i, updated in enumerate(updates)])
+    settings = stream_config(stream, event_lookback_hours=0)
+    first = run_read(settings, {stream: SyncMode.incremental})
     assert len(first.records) == 3
-    assert stream_state(first, stream) == {"updated": "2026-11-20T09:30:15Z"}
+    assert stream_state(first, stream) == {CURSOR[stream]: "2026-11-20T09:30:15Z"}
 
     api.reset_mock()
     state = StateBuilder().with_stream_state(stream, stream_state(first, stream)).build()
-    run_read(config(), {stream: SyncMode.incremental}, state=state)
+    run_read(settings, {stream: SyncMode.incremental}, state=state)
     (window,) = {tuple(filter_terms(r["query"])) for r in data_requests(api)}
     window = list(window)
     cursor = datetime(2026, 11, 20, 9, 30, 15, tzinfo=timezone.utc)
-    if stream == "templates":
+    if stream in ("templates", "events"):
         assert bound(window, "greater-or-equal") == cursor
     else:
         assert bound(window, "greater-than") == cursor - timedelta(seconds=1)
+
+
+def test_an_incremental_events_sync_looks_back_for_late_events(api):
+    serve(api, "events", [[sample("events", 1, UPDATED)]])
+    state = StateBuilder().with_stream_state("events", {"datetime": "2026-11-20T09:30:15Z"}).build()
+    run_read(stream_config("events", event_lookback_hours=36), {"events": SyncMode.incremental}, state=state)
+    (window,) = [filter_terms(r["query"]) for r in data_requests(api)]
+    assert bound(window, "greater-or-equal") == datetime(2026, 11, 18, 21, 30, 15, tzinfo=timezone.utc)
 
 
 @pytest.mark.parametrize("stream", ["lists", "segments"])

@@ -125,15 +125,19 @@ class Events:
         self.metric_ids, self.profile_ids = metric_ids, profile_ids
         self.campaign_ids = [make_id(20, index, seed) for index in range(8)]
         self.flow_ids = [make_id(21, index, seed) for index in range(4)]
-        # Density: a quiet week with no events, one day holding a tenth of them, the rest even.
+        # Density: a quiet week with no events (in spans over three weeks), one busy stretch
+        # (a day in a month) holding a tenth of them, the rest even.
         span = end - start
+        quiet = 7 * DAY if span > 21 * DAY else 0
+        busy = max(3600, min(DAY, span // 30))
         quiet_start, busy_start = start + span // 3, start + (2 * span) // 3
+        self.quiet, self.busy = (quiet_start, quiet_start + quiet), (busy_start, busy_start + busy)
         self._segments = [  # (time start, time end, share of events)
             (start, quiet_start, 0.45),
-            (quiet_start, quiet_start + 7 * DAY if span > 21 * DAY else quiet_start, 0.0),
-            (quiet_start + (7 * DAY if span > 21 * DAY else 0), busy_start, 0.25),
-            (busy_start, busy_start + DAY, 0.10),
-            (busy_start + DAY, end, 0.20),
+            (quiet_start, quiet_start + quiet, 0.0),
+            (quiet_start + quiet, busy_start, 0.25),
+            (busy_start, busy_start + busy, 0.10),
+            (busy_start + busy, end, 0.20),
         ]
         shares = [segment[2] for segment in self._segments]
         self._cumulative = [sum(shares[:i]) for i in range(len(shares) + 1)]
@@ -214,6 +218,7 @@ class Dataset:
         self.seed, self.sizes = seed, sizes
         self.now = int(now if now is not None else datetime.now(timezone.utc).timestamp())
         self.visible_until = self.now
+        self.late_events: frozenset[int] = frozenset()
         self.metrics = [self._metric(i, name, integration) for i, (name, integration, _) in enumerate(METRICS)]
         self.flows = [self._flow(i) for i in range(sizes.flows)]
         self.templates = [self._template(i) for i in range(sizes.templates)]
@@ -372,8 +377,14 @@ class Dataset:
         """Hide every record whose newest timestamp falls in the last `seconds` (until reveal())."""
         self.visible_until = self.now - seconds
 
+    def delay_events(self, every: int, within_seconds: int) -> None:
+        """Make every `every`-th event of the last `within_seconds` arrive late: hidden until reveal()."""
+        first = self.events.first_at_or_after(self.now - within_seconds)
+        self.late_events = frozenset(range(first, self.events.count, every))
+
     def reveal(self) -> None:
         self.visible_until = self.now
+        self.late_events = frozenset()
 
     def collection(self, name: str) -> list[Record]:
         return [record for record in getattr(self, name) if record.visible_from <= self.visible_until]

@@ -16,7 +16,7 @@ import socket
 import struct
 import threading
 import time
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -87,6 +87,7 @@ class Faults:
     rate_limit_scale: float = 1.0  # multiplies Klaviyo's limits; 0 turns rate limiting off
     competing_share: float = 0.0  # share of every window another client of the account uses
     v1_gone: bool = False  # /api/v1/campaigns answers 410 Gone, as the live API does
+    break_after: int = 0  # after this many API requests every request fails with a 400 (0: never)
     fault_seed: int = 7  # faults are drawn from this, so a run repeats
 
     def update(self, changes: dict[str, Any]) -> None:
@@ -143,6 +144,8 @@ class Simulator:
         self.limiter = RateLimiter(self.faults)
         self.random = random.Random(self.faults.fault_seed)
         self.stats: Counter[str] = Counter()
+        # (method, path, query) of the latest API requests, for tests to inspect.
+        self.log: deque[tuple[str, str, dict[str, str]]] = deque(maxlen=100_000)
         self._selections: OrderedDict[tuple, list] = OrderedDict()
         self.url = ""
 
@@ -214,6 +217,9 @@ class Simulator:
             return self.admin(method, url.path, dict(query), body)
         if url.path.rstrip("/") == "/api/v1/campaigns":
             return self.v1_campaigns(dict(query))
+        self.log.append((method, url.path, dict(query)))
+        if self.faults.break_after and self.stats["requests"] > self.faults.break_after:
+            return Answer(400, Violation("Simulated failure: the simulator was told to break here.").body())
         if not self.faults.error_rate or self.random.random() >= self.faults.error_rate:
             return self.api(method, url.path, query, headers, body, base)
         self.stats["errors_injected"] += 1
@@ -360,7 +366,7 @@ class Simulator:
 
     def _selection(self, name: str, expression: str | None, terms: tuple, sort: str | None) -> list:
         """The full ordered result of a query, kept for its pages (the dataset does not change under it)."""
-        key = (name, expression, terms, sort, self.dataset.visible_until)
+        key = (name, expression, terms, sort, self.dataset.visible_until, self.dataset.late_events)
         if key in self._selections:
             self._selections.move_to_end(key)
             return self._selections[key]
@@ -402,6 +408,8 @@ class Simulator:
             candidates = range(low, max(low, high))
         if rest:
             candidates = [index for index in candidates if matches(events.record(index), rest)]
+        if self.dataset.late_events:
+            candidates = [index for index in candidates if index not in self.dataset.late_events]
         return list(reversed(candidates)) if (sort or "").startswith("-") else candidates
 
     def _select_profiles(self, terms: list, sort: str | None) -> list:

@@ -2,8 +2,31 @@
 
 from source_klaviyo.streams.base import IncrementalKlaviyoStream, KlaviyoStream
 from source_klaviyo.streams.campaigns import CampaignsEmail, CampaignsSms
+from source_klaviyo.streams.events import Events, EventsCustomDates
+from source_klaviyo.streams.profiles import Profiles
 from source_klaviyo.streams.resources import Flows, Lists, Metrics, Segments, Templates
+from source_klaviyo.streams.windowed import WindowedKlaviyoStream
 
-STREAM_CLASSES = (CampaignsEmail, CampaignsSms, Templates, Metrics, Lists, Segments, Flows)
+STREAM_CLASSES = (
+    CampaignsEmail,
+    CampaignsSms,
+    Templates,
+    Profiles,
+    Events,
+    EventsCustomDates,
+    Metrics,
+    Lists,
+    Segments,
+    Flows,
+)
 
-__all__ = ["STREAM_CLASSES", "IncrementalKlaviyoStream", "KlaviyoStream"]
+__all__ = [
+    "STREAM_CLASSES",
+    "Events",
+    "EventsCustomDates",
+    "IncrementalKlaviyoStream",
+    "KlaviyoStream",
+    "Metrics",
+    "Profiles",
+    "WindowedKlaviyoStream",
+]

@@ -39,8 +39,9 @@ class KlaviyoStream(HttpStream, ABC):
     relationships: ClassVar[Mapping[str, str]] = {}
     # Attribute the backfill window filters on server-side; None: no time filter.
     time_field: ClassVar[str | None] = None
-    # Whether the endpoint filters the time field with less-than (else only greater-than).
-    filters_upper_bound: ClassVar[bool] = True
+    # The operators the endpoint allows for a window's lower and upper bound on time_field
+    # (None: no upper bound exists, so the window's end is applied to the records instead).
+    time_operators: ClassVar[tuple[str, str | None]] = ("greater-or-equal", "less-than")
 
     def __init__(self, config: KlaviyoConfig, budget: APIBudget, now: datetime | None = None) -> None:
         self._config = config
@@ -108,16 +109,13 @@ class KlaviyoStream(HttpStream, ABC):
     def window_filters(self, stream_slice: Mapping[str, Any] | None) -> list[str]:
         start, end = self.window(stream_slice)
         field = self.time_field
-        if not field:
-            return []
-        if not self.filters_upper_bound:
-            # greater-than only: step back one second (Klaviyo's precision) to include `start` itself.
-            return [f"greater-than({field},{_second_before(start)})"] if start else []
+        lower, upper = self.time_operators
         filters = []
-        if start:
-            filters.append(f"greater-or-equal({field},{start})")
-        if end:
-            filters.append(f"less-than({field},{end})")
+        if field and start:
+            # greater-than takes one second off (Klaviyo's precision) so the window still includes `start`.
+            filters.append(f"{lower}({field},{start if lower == 'greater-or-equal' else _second_before(start)})")
+        if field and end and upper:
+            filters.append(f"{upper}({field},{end})")
         return filters
 
     def next_page_token(self, response: requests.Response) -> Mapping[str, Any] | None:
@@ -217,8 +215,6 @@ class IncrementalKlaviyoStream(KlaviyoStream, ABC):
     """
 
     cursor_field: ClassVar[str]
-    # Width of one partition; None reads the whole range in one window.
-    slice_range: ClassVar[timedelta | None] = None
 
     @property
     def time_field(self) -> str:  # type: ignore[override]
@@ -234,7 +230,7 @@ class IncrementalKlaviyoStream(KlaviyoStream, ABC):
         self, response: requests.Response, stream_slice: Mapping[str, Any] | None = None, **kwargs: Any
     ) -> Iterable[Mapping[str, Any]]:
         records = super().parse_response(response, stream_slice=stream_slice)
-        if self.filters_upper_bound:
+        if self.time_operators[1]:
             yield from records
             return
         # The endpoint cannot filter less-than: drop what was updated after the window

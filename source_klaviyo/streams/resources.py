@@ -29,7 +29,7 @@ class Lists(IncrementalKlaviyoStream):
     name = "lists"
     endpoint_name = "lists"
     cursor_field = "updated"
-    filters_upper_bound = False
+    time_operators = ("greater-than", None)
     relationships = {"tags": "tag_ids"}
 
 
@@ -37,5 +37,5 @@ class Segments(IncrementalKlaviyoStream):
     name = "segments"
     endpoint_name = "segments"
     cursor_field = "updated"
-    filters_upper_bound = False
+    time_operators = ("greater-than", None)
     relationships = {"tags": "tag_ids"}

@@ -1,0 +1,144 @@
+"""Throughput of `source-klaviyo read` against the local simulator.
+
+    .venv/bin/python bench/benchmark.py                 # the README's table
+    .venv/bin/python bench/benchmark.py events:100000:50 profiles:50000:0
+
+Each scenario is stream:records:latency_ms. The simulator runs in its own
+process with Klaviyo's real rate limits; the connector runs as the CLI does,
+its stdout read (and counted) here. Measured per run: wall time, records/s,
+CPU of the connector process (user + sys, from wait4, including the ~1.2 s
+the interpreter and the CDK take to start), CPU microseconds per record, the
+connector's peak RSS, requests and 429s the simulator answered.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from integration_tests.connector_cli import CONNECTOR, configured_catalog, run_connector  # noqa: E402
+from integration_tests.klaviyo_sim import FULL_ACCESS_KEY  # noqa: E402
+
+DEFAULT_SCENARIOS = [
+    "events:100000:0",
+    "events:100000:50",
+    "events:1000000:0",
+    "events:1000000:50",
+    "profiles:50000:0",
+    "profiles:50000:50",
+]
+
+
+@dataclass
+class Result:
+    scenario: str
+    records: int
+    wall: float
+    cpu: float
+    peak_rss_mb: float
+    requests: int
+    throttled: int
+
+    def row(self) -> str:
+        stream, size, latency = self.scenario.split(":")
+        cells = [
+            stream,
+            f"{int(size):,}",
+            f"{latency} ms",
+            f"{self.records:,}",
+            f"{self.wall:.1f}",
+            f"{self.records / self.wall:,.0f}",
+            f"{self.cpu:.1f}",
+            f"{self.cpu / max(1, self.records) * 1e6:.0f}",
+            f"{self.peak_rss_mb:.0f}",
+            f"{self.requests:,}",
+            str(self.throttled),
+        ]
+        return "| " + " | ".join(cells) + " |"
+
+
+COLUMNS = [
+    "stream",
+    "in simulator",
+    "latency",
+    "records read",
+    "wall s",
+    "records/s",
+    "connector CPU s",
+    "CPU µs/record",
+    "peak RSS MB",
+    "requests",
+    "429s",
+]
+HEADER = "| " + " | ".join(COLUMNS) + " |\n" + "|---" * len(COLUMNS) + "|"
+
+
+def simulator(stream: str, size: int, latency: int) -> tuple[subprocess.Popen, str]:
+    sizes = (
+        ["--events", str(size), "--event-days", "28"]
+        if stream == "events"
+        else ["--profiles", str(size), "--events", "1000", "--history-days", "700"]
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "integration_tests.klaviyo_sim", "--port", "0", "--latency-ms", str(latency), *sizes],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    banner = process.stdout.readline()
+    url = banner.split(" on ", 1)[1].split(" ", 1)[0]
+    return process, url
+
+
+def run(scenario: str, folder: Path) -> Result:
+    stream, size, latency = scenario.split(":")
+    sim, url = simulator(stream, int(size), int(latency))
+    try:
+        config = {"api_key": FULL_ACCESS_KEY, "api_url": url}
+        discovered = run_connector("discover", folder, config=config).of_type("CATALOG")[0]["catalog"]
+        (folder / "config.json").write_text(json.dumps(config))
+        (folder / "catalog.json").write_text(json.dumps(configured_catalog(discovered, [stream])))
+        started = time.monotonic()
+        connector = subprocess.Popen(
+            [CONNECTOR, "read", "--config", str(folder / "config.json"), "--catalog", str(folder / "catalog.json")],
+            stdout=subprocess.PIPE,
+        )
+        records = sum(1 for line in connector.stdout if line.startswith(b'{"type":"RECORD"'))
+        _, status, usage = os.wait4(connector.pid, 0)
+        wall = time.monotonic() - started
+        if status:
+            raise RuntimeError(f"{scenario}: the connector exited with status {status}")
+        stats = json.loads(urllib.request.urlopen(f"{url}/__sim/stats").read())
+        return Result(
+            scenario,
+            records,
+            wall,
+            usage.ru_utime + usage.ru_stime,
+            usage.ru_maxrss / 1024,
+            stats["requests"],
+            stats.get("throttled", 0),
+        )
+    finally:
+        sim.terminate()
+        sim.wait(10)
+
+
+def main(scenarios: list[str]) -> None:
+    print(HEADER, flush=True)
+    with tempfile.TemporaryDirectory() as folder:
+        for scenario in scenarios:
+            print(run(scenario, Path(folder)).row(), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:] or DEFAULT_SCENARIOS)

@@ -1,0 +1,225 @@
+"""Events and profiles end to end: adaptive windows, exact edges, resume, lookback, metric filter, cursor choice."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+from jsonschema import Draft7Validator
+
+from integration_tests.conftest import NOW
+from integration_tests.connector_cli import configured_catalog, run_connector
+from integration_tests.klaviyo_sim import FULL_ACCESS_KEY, Dataset, Faults, Simulator, Sizes
+from integration_tests.klaviyo_sim.contract import parse_filter
+from integration_tests.klaviyo_sim.data import DAY, iso
+from integration_tests.klaviyo_sim.query import literal
+from source_klaviyo.windows import PAGES_PER_WINDOW
+
+MARGIN = 600  # seconds around a window edge where the connector's own clock decides
+EVENTS = Sizes(
+    campaigns=2,
+    templates=2,
+    lists=2,
+    segments=2,
+    flows=2,
+    profiles=3_000,
+    events=60_000,
+    event_days=40,
+    history_days=900,
+)
+
+
+@pytest.fixture
+def sim() -> Iterator[Simulator]:
+    simulator = Simulator(Dataset(seed=5, now=NOW, sizes=EVENTS), Faults())
+    with simulator.run_in_thread() as running:
+        yield running
+
+
+def settings(sim: Simulator, **extra) -> dict:
+    return {"api_key": FULL_ACCESS_KEY, "api_url": sim.url, **extra}
+
+
+def catalog(sim: Simulator, folder, streams, cursor_field=None) -> dict:
+    discovered = run_connector("discover", folder, config=settings(sim)).of_type("CATALOG")[0]["catalog"]
+    configured = configured_catalog(discovered, streams)
+    if cursor_field:
+        for entry in configured["streams"]:
+            entry["cursor_field"] = [cursor_field]
+    return configured
+
+
+def event_ids(dataset: Dataset, start: int, end: int) -> set[str]:
+    """Ids of the visible events with start <= datetime < end."""
+    events = dataset.events
+    first, last = events.first_at_or_after(start), events.first_at_or_after(end)
+    return {events.record(i).id for i in range(first, last) if i not in dataset.late_events}
+
+
+def window_of(query: dict) -> tuple[int, int]:
+    bounds = {
+        operator: literal(value) for operator, field, value in parse_filter(query["filter"]) if field == "datetime"
+    }
+    return bounds["greater-or-equal"], bounds["less-than"]
+
+
+def read_events(sim, folder, **extra):
+    run = run_connector("read", folder, config=settings(sim, **extra), catalog=catalog(sim, folder, ["events"]))
+    assert run.returncode == 0, run.errors()
+    return run
+
+
+def test_a_first_events_sync_reads_exactly_the_last_30_days(sim, tmp_path):
+    run = read_events(sim, tmp_path)
+
+    ids = [record["id"] for record in run.records("events")]
+    assert len(ids) == len(set(ids)), "no event twice"
+    must = event_ids(sim.dataset, NOW - 30 * DAY + MARGIN, NOW)
+    may = event_ids(sim.dataset, NOW - 30 * DAY - MARGIN, NOW)
+    assert must <= set(ids) <= may
+    schema = catalog(sim, tmp_path, ["events"])["streams"][0]["stream"]["json_schema"]
+    names = {metric.id: metric.attributes["name"] for metric in sim.dataset.metrics}
+    for record in run.records("events")[:2_000]:
+        Draft7Validator(schema).validate(record)
+        assert record["metric_name"] == names[record["metric_id"]]
+    assert run.stream_state("events") == {
+        "datetime": max(r["datetime"] for r in run.records("events")).replace("+00:00", "Z")
+    }
+
+
+def test_one_worker_and_ten_read_the_same_events(sim, tmp_path):
+    alone = read_events(sim, tmp_path, num_workers=1)
+    together = read_events(sim, tmp_path, num_workers=10)
+    assert sorted(r["id"] for r in alone.records()) == sorted(r["id"] for r in together.records())
+
+
+def test_dense_periods_split_into_more_windows_and_empty_windows_cost_one_request(sim, tmp_path):
+    read_events(sim, tmp_path)
+    events = sim.dataset.events
+    requests_per_window = Counter(
+        window_of(query) for method, path, query in sim.log if path == "/api/events" and "filter" in query
+    )
+
+    busy = [window for window in requests_per_window if events.busy[0] <= window[0] < events.busy[1]]
+    first_cut_per_day = DAY / (30 * DAY / 20)  # 2 * workers windows over the 30 days
+    assert len(busy) >= 3 > first_cut_per_day, f"the busy day ({events.busy}) was read in {len(busy)} windows"
+    assert max(requests_per_window.values()) <= 2 * PAGES_PER_WINDOW, "no window is left with a long run of pages"
+    quiet = [window for window in requests_per_window if events.quiet[0] <= window[0] and window[1] <= events.quiet[1]]
+    assert quiet, "some windows fell in the quiet week"
+    assert all(requests_per_window[window] == 1 for window in quiet), "an empty window costs one request"
+
+
+def test_windows_meet_exactly_where_many_events_share_a_second(tmp_path):
+    crowded = Sizes(campaigns=1, templates=1, lists=1, segments=1, flows=1, profiles=50, events=120_000, event_days=1)
+    simulator = Simulator(Dataset(seed=9, now=NOW, sizes=crowded), Faults())
+    with simulator.run_in_thread() as sim:
+        seconds = Counter(sim.dataset.events.time(i) for i in range(sim.dataset.events.count))
+        assert max(seconds.values()) >= 3, "several events share a second"
+        run = read_events(sim, tmp_path)
+        ids = [record["id"] for record in run.records()]
+        assert len(ids) == len(set(ids)) == sim.dataset.events.count
+        assert set(ids) == event_ids(sim.dataset, 0, NOW + 1)
+        first_pages = [query for _, path, query in sim.log if path == "/api/events" and "page[cursor]" not in query]
+        assert len(first_pages) > 20, "dense windows handed off their rest"
+
+
+def test_custom_dates_exclude_the_start_and_include_the_end(sim, tmp_path):
+    events = sim.dataset.events
+    start, end = events.time(20_000), events.time(30_000)
+    custom = {"start": iso(start).replace("+00:00", "Z"), "end": iso(end).replace("+00:00", "Z")}
+    run = run_connector(
+        "read",
+        tmp_path,
+        config=settings(sim, events_custom_dates=custom),
+        catalog=catalog(sim, tmp_path, ["events_custom_dates"]),
+    )
+
+    assert run.returncode == 0, run.errors()
+    ids = {record["id"] for record in run.records()}
+    assert ids == event_ids(sim.dataset, start + 1, end + 1)
+    assert events.record(20_000).id not in ids and events.record(30_000).id in ids
+
+
+def test_a_failed_sync_resumed_from_its_last_state_loses_nothing(sim, tmp_path):
+    sim.faults.break_after = 25  # the 26th request and every one after it fail
+    broken = run_connector("read", tmp_path, config=settings(sim), catalog=catalog(sim, tmp_path, ["events"]))
+    assert broken.returncode == 1 and broken.records(), "the sync failed part way"
+    state = broken.final_states()
+    assert state, "windows completed before the failure were checkpointed"
+
+    sim.faults.break_after = 0
+    resumed = run_connector(
+        "read",
+        tmp_path,
+        config=settings(sim, event_lookback_hours=0),
+        catalog=catalog(sim, tmp_path, ["events"]),
+        state=state,
+    )
+    assert resumed.returncode == 0, resumed.errors()
+    union = {r["id"] for r in broken.records()} | {r["id"] for r in resumed.records()}
+    assert event_ids(sim.dataset, NOW - 30 * DAY + MARGIN, NOW) <= union
+    cursor = broken.stream_state("events")["datetime"].replace("Z", "+00:00")
+    assert all(record["datetime"] >= cursor for record in resumed.records()), "the resumed sync starts at the state"
+
+
+def test_the_lookback_picks_up_late_events_and_a_sync_never_repeats_one(sim, tmp_path):
+    sim.dataset.delay_events(every=5, within_seconds=6 * 3600)
+    late = {sim.dataset.events.record(i).id for i in sim.dataset.late_events}
+    first = read_events(sim, tmp_path)
+    assert not late & {r["id"] for r in first.records()}
+
+    sim.dataset.reveal()
+    without = run_connector(
+        "read",
+        tmp_path,
+        config=settings(sim, event_lookback_hours=0),
+        catalog=catalog(sim, tmp_path, ["events"]),
+        state=first.final_states(),
+    )
+    with_lookback = run_connector(
+        "read", tmp_path, config=settings(sim), catalog=catalog(sim, tmp_path, ["events"]), state=first.final_states()
+    )
+
+    assert not late & {r["id"] for r in without.records()}, "without lookback late events are missed"
+    ids = [r["id"] for r in with_lookback.records()]
+    assert late <= set(ids), "the 24-hour lookback reads them"
+    assert len(ids) == len(set(ids))
+
+
+def test_the_metric_filter_reads_only_the_chosen_metrics(sim, tmp_path):
+    metrics = {metric.attributes["name"]: metric.id for metric in sim.dataset.metrics}
+    run = read_events(sim, tmp_path, event_metrics=["Placed Order", metrics["Opened Email"]])
+
+    chosen = {metrics["Placed Order"], metrics["Opened Email"]}
+    assert {record["metric_id"] for record in run.records()} == chosen
+    expected = {
+        i
+        for i in event_ids_by_index(sim.dataset, NOW - 30 * DAY + MARGIN, NOW)
+        if sim.dataset.events.record(i).fields["metric_id"] in chosen
+    }
+    assert {sim.dataset.events.record(i).id for i in expected} <= {record["id"] for record in run.records()}
+
+
+def event_ids_by_index(dataset: Dataset, start: int, end: int) -> range:
+    return range(dataset.events.first_at_or_after(start), dataset.events.first_at_or_after(end))
+
+
+@pytest.mark.parametrize("cursor", ["created", "updated"])
+def test_profiles_read_the_two_year_window_of_the_chosen_cursor(sim, tmp_path, cursor):
+    run = run_connector(
+        "read", tmp_path, config=settings(sim), catalog=catalog(sim, tmp_path, ["profiles"], cursor_field=cursor)
+    )
+
+    assert run.returncode == 0, run.errors()
+    profiles = sim.dataset.profiles
+    values = profiles.created if cursor == "created" else profiles.updated
+    edge = NOW - 730 * DAY
+    must = {profiles.ids[i] for i in range(profiles.count) if values[i] >= edge + MARGIN}
+    may = {profiles.ids[i] for i in range(profiles.count) if values[i] >= edge - MARGIN}
+    ids = [record["id"] for record in run.records()]
+    assert len(ids) == len(set(ids)) and must <= set(ids) <= may
+    assert list(run.stream_state("profiles")) == [cursor]
+    assert all(
+        query.get("sort") == cursor for _, path, query in sim.log if path == "/api/profiles" and "filter" in query
+    )
