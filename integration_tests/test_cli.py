@@ -60,7 +60,8 @@ def expected_event_or_profile_ids(dataset: Dataset, stream: str) -> tuple[set[st
         return {events.record(i).id for i in range(low, high)}, set()
     edge = NOW - 30 * DAY
     inside = {events.record(i).id for i in range(events.first_at_or_after(edge + MARGIN), events.count)}
-    near = {events.record(i).id for i in range(events.first_at_or_after(edge - MARGIN), events.first_at_or_after(edge + MARGIN))}
+    edge_range = range(events.first_at_or_after(edge - MARGIN), events.first_at_or_after(edge + MARGIN))
+    near = {events.record(i).id for i in edge_range}
     return inside, near
 
 

@@ -223,3 +223,13 @@ def test_profiles_read_the_two_year_window_of_the_chosen_cursor(sim, tmp_path, c
     assert all(
         query.get("sort") == cursor for _, path, query in sim.log if path == "/api/profiles" and "filter" in query
     )
+
+
+def test_a_sync_completes_when_another_client_uses_part_of_the_quota(sim, tmp_path):
+    # Klaviyo's events limits scaled to 17/s and 175/min, half of each window taken by another
+    # client: the connector's budget (sized for the full limits) meets 429s and waits them out.
+    sim.faults.update({"rate_limit_scale": 0.05, "competing_share": 0.5})
+    run = read_events(sim, tmp_path, backfill_window_days={"events": 3})
+
+    assert sim.stats["throttled"] > 0, "the other client's share made Klaviyo throttle us"
+    assert {r["id"] for r in run.records()} >= event_ids(sim.dataset, NOW - 3 * DAY + MARGIN, NOW)

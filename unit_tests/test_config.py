@@ -55,6 +55,20 @@ def test_a_minimal_config_gets_the_documented_defaults():
         (config(api_url="http://10.0.0.5:8765"), "api_url", "loopback"),
         (config(api_url="https://user:pw@a.klaviyo.com"), "api_url", "never sent anywhere else"),
         (config(api_url="https://a.klaviyo.com/api"), "api_url", "without a path"),
+        (
+            config(events_custom_dates={"start": "2025-11-01", "end": "2025-12-01T00:00:00Z"}),
+            "events_custom_dates.start",
+            "must look like",
+        ),
+        (config(events_custom_dates={"start": "2025-11-01T00:00:00Z"}), "events_custom_dates.end", "is required"),
+        (
+            config(events_custom_dates={"start": "2025-12-01T00:00:00Z", "end": "2025-12-01T00:00:00Z"}),
+            "events_custom_dates",
+            "must have `end` after `start`",
+        ),
+        (config(event_metrics=["Placed Order", " "]), "event_metrics", "none of them empty"),
+        (config(event_lookback_hours=-1), "event_lookback_hours", "greater than or equal to 0"),
+        (config(profiles_predictive_analytics="maybe"), "profiles_predictive_analytics", "is invalid"),
     ],
 )
 def test_each_bad_field_is_named_with_what_is_wrong(raw, field, words):
