@@ -98,7 +98,7 @@ def test_dense_periods_split_into_more_windows_and_empty_windows_cost_one_reques
     read_events(sim, tmp_path)
     events = sim.dataset.events
     requests_per_window = Counter(
-        window_of(query) for method, path, query in sim.log if path == "/api/events" and "filter" in query
+        window_of(query) for _, path, query, _ in sim.log if path == "/api/events" and "filter" in query
     )
 
     busy = [window for window in requests_per_window if events.busy[0] <= window[0] < events.busy[1]]
@@ -120,7 +120,7 @@ def test_windows_meet_exactly_where_many_events_share_a_second(tmp_path):
         ids = [record["id"] for record in run.records()]
         assert len(ids) == len(set(ids)) == sim.dataset.events.count
         assert set(ids) == event_ids(sim.dataset, 0, NOW + 1)
-        first_pages = [query for _, path, query in sim.log if path == "/api/events" and "page[cursor]" not in query]
+        first_pages = [query for _, path, query, _ in sim.log if path == "/api/events" and "page[cursor]" not in query]
         assert len(first_pages) > 20, "dense windows handed off their rest"
 
 
@@ -221,7 +221,7 @@ def test_profiles_read_the_two_year_window_of_the_chosen_cursor(sim, tmp_path, c
     assert len(ids) == len(set(ids)) and must <= set(ids) <= may
     assert list(run.stream_state("profiles")) == [cursor]
     assert all(
-        query.get("sort") == cursor for _, path, query in sim.log if path == "/api/profiles" and "filter" in query
+        query.get("sort") == cursor for _, path, query, _ in sim.log if path == "/api/profiles" and "filter" in query
     )
 
 

@@ -25,6 +25,23 @@ sys.path.insert(0, str(ROOT))
 
 from integration_tests.connector_cli import CONNECTOR, configured_catalog, parse_lines, run_connector  # noqa: E402
 from integration_tests.klaviyo_sim import FULL_ACCESS_KEY  # noqa: E402
+from integration_tests.klaviyo_sim.data import METRICS, make_id  # noqa: E402
+
+
+def revenue_by_flow(metric_id: str) -> dict:
+    """The original product's example: Placed Order revenue by flow, month by month, over the last year."""
+    today = time.gmtime()
+    end = f"{today.tm_year}-{today.tm_mon:02d}-01T00:00:00"
+    start = f"{today.tm_year - 1}-{today.tm_mon:02d}-01T00:00:00"
+    attributes = {
+        "metric_id": metric_id,
+        "measurements": ["sum_value", "count"],
+        "by": ["$attributed_flow"],
+        "interval": "month",
+        "timezone": "UTC",
+        "filter": [f"greater-or-equal(datetime,{start})", f"less-than(datetime,{end})"],
+    }
+    return {"data": {"type": "metric-aggregate", "attributes": attributes}}
 
 
 def iso(epoch: float) -> str:
@@ -56,8 +73,11 @@ def read(config: dict, output: Path, folder: Path) -> None:
     if not catalogs:
         sys.exit(f"discover failed: {discovered.errors() or discovered.stderr[-2000:]}")
     streams = [stream["name"] for stream in catalogs[0]["catalog"]["streams"]]
-    if "events_custom_dates" not in config:  # that stream needs its range in the config
-        streams.remove("events_custom_dates")
+    for stream, needs in (("events_custom_dates", "events_custom_dates"), ("metric_aggregates", "metric_aggregates")):
+        if needs not in config:  # the stream reads what that config field says
+            streams.remove(stream)
+    if "api_url" not in config:  # a real account: Klaviyo's v1 API is retired and answers 410
+        streams.remove("campaigns_v1")
     catalog = configured_catalog(catalogs[0]["catalog"], streams)
     (folder / "config.json").write_text(json.dumps(config))
     (folder / "catalog.json").write_text(json.dumps(catalog))
@@ -117,7 +137,13 @@ def main() -> None:
         simulator, url = start_simulator(args.events)
         try:
             week = {"start": iso(time.time() - 8 * 86_400), "end": iso(time.time() - 86_400)}
-            config = {"api_key": FULL_ACCESS_KEY, "api_url": url, "events_custom_dates": week}
+            placed_order = make_id(1, [name for name, _, _ in METRICS].index("Placed Order"), seed=1)
+            config = {
+                "api_key": FULL_ACCESS_KEY,
+                "api_url": url,
+                "events_custom_dates": week,
+                "metric_aggregates": revenue_by_flow(placed_order),
+            }
             read(config, args.output, Path(folder))
         finally:
             simulator.terminate()

@@ -17,8 +17,18 @@ from urllib.parse import urlsplit
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.airbyte_secrets_utils import update_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from source_klaviyo.aggregate_query import AggregateQuery, parse_queries
 from source_klaviyo.endpoints import DEFAULT_REVISION, KLAVIYO_API_URL
 
 DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -103,6 +113,7 @@ class KlaviyoConfig(BaseModel):
     event_lookback_hours: int = Field(default=DEFAULT_EVENT_LOOKBACK_HOURS, ge=0, le=720)
     events_custom_dates: CustomDates | None = None
     profiles_predictive_analytics: bool = False
+    metric_aggregates: tuple[AggregateQuery, ...] = ()
 
     @field_validator("api_key")
     @classmethod
@@ -126,6 +137,13 @@ class KlaviyoConfig(BaseModel):
         if parsed > datetime.now(timezone.utc):
             raise ValueError(f"is in the future ({value}); nothing would be read")
         return parsed
+
+    @field_validator("metric_aggregates", mode="before")
+    @classmethod
+    def _queries(cls, value: Any, info: ValidationInfo) -> tuple[AggregateQuery, ...]:
+        if value is None or value == "":
+            return ()
+        return parse_queries(value, info.data.get("revision", DEFAULT_REVISION))
 
     @field_validator("event_metrics")
     @classmethod

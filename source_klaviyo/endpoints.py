@@ -62,6 +62,10 @@ ENDPOINTS: Mapping[str, Mapping[str, Endpoint]] = {
 }
 
 
+# The retired v1 campaigns API (GET /api/v1/campaigns): no spec of ours lists it; it answered
+# 100 campaigns a page, and these limits keep well under what it allowed.
+V1_CAMPAIGNS = Endpoint("v1/campaigns", "campaigns:read", 10, 150, 100)
+
 # GET /api/profiles with additional-fields[profile]=predictive_analytics drops to these
 # limits (burst per second, steady per minute) in both revisions; the spec says so in the
 # operation's description rather than in x-klaviyo-ratelimit.

@@ -85,8 +85,19 @@ def klaviyo_error_details(response: requests.Response) -> str:
 class KlaviyoErrorHandler(HttpStatusErrorHandler):
     """Klaviyo's status codes, plus one case the status alone cannot show: a 200 whose body is not JSON."""
 
-    def __init__(self, logger: logging.Logger, stream_name: str, scope: str, revision: str) -> None:
+    def __init__(
+        self,
+        logger: logging.Logger,
+        stream_name: str,
+        scope: str,
+        revision: str,
+        overrides: Mapping[int, ErrorResolution] | None = None,
+        bad_request: FailureType = FailureType.system_error,
+    ) -> None:
+        """`overrides` replace the answer to a status for one stream; `bad_request` is whose fault a 400 is
+        (the connector's, unless the request carries what the user wrote, as metric_aggregates does)."""
         self._stream_name = stream_name
+        self._bad_request = bad_request
         retry = ResponseAction.RETRY
         transient = FailureType.transient_error
         mapping: dict[int | type[Exception], ErrorResolution] = {
@@ -108,6 +119,7 @@ class KlaviyoErrorHandler(HttpStatusErrorHandler):
                 transient,
                 f"Klaviyo throttled stream '{stream_name}' (HTTP 429).",
             ),
+            **(overrides or {}),
         }
         super().__init__(logger, error_mapping=mapping, max_retries=MAX_RETRIES, max_time=MAX_RETRY_TIME)
 
@@ -135,7 +147,7 @@ class KlaviyoErrorHandler(HttpStatusErrorHandler):
         if status == 400:
             return ErrorResolution(
                 ResponseAction.FAIL,
-                FailureType.system_error,
+                self._bad_request,
                 f"Klaviyo rejected a request of stream '{self._stream_name}' (HTTP 400): "
                 f"{klaviyo_error_details(response_or_exception)}",
             )

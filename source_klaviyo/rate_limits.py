@@ -22,7 +22,7 @@ from airbyte_cdk.sources.streams.call_rate import (
     Rate,
 )
 
-from source_klaviyo.endpoints import ENDPOINTS, PREDICTIVE_FIELDS, PREDICTIVE_PROFILES_LIMITS
+from source_klaviyo.endpoints import ENDPOINTS, PREDICTIVE_FIELDS, PREDICTIVE_PROFILES_LIMITS, V1_CAMPAIGNS
 
 # Our clock measures when a request leaves; Klaviyo's windows count arrivals, and
 # latency jitter can push one more request into a window than we sent in it.
@@ -62,7 +62,7 @@ def build_budget(api_url: str, revision: str) -> KlaviyoAPIBudget:
     """One moving-window policy per endpoint of `revision`, at HEADROOM of its published limits.
 
     Profiles with predictive analytics have their own, lower policy, listed first
-    because the first matching policy wins.
+    because the first matching policy wins; the retired v1 campaigns API has one too.
     """
     parts = urlsplit(api_url)
     base = f"{parts.scheme}://{parts.netloc}"
@@ -72,7 +72,6 @@ def build_budget(api_url: str, revision: str) -> KlaviyoAPIBudget:
 
     predictive = matcher("profiles", **{"additional-fields[profile]": PREDICTIVE_FIELDS})
     policies = [_policy(*PREDICTIVE_PROFILES_LIMITS, predictive)]
-    policies += [
-        _policy(e.burst_per_second, e.steady_per_minute, matcher(e.name)) for e in ENDPOINTS[revision].values()
-    ]
+    endpoints = [*ENDPOINTS[revision].values(), V1_CAMPAIGNS]
+    policies += [_policy(e.burst_per_second, e.steady_per_minute, matcher(e.name)) for e in endpoints]
     return KlaviyoAPIBudget(policies=policies)

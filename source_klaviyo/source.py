@@ -11,13 +11,14 @@ single clear config error before any data moves.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, MutableMapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airbyte_cdk.models import (
     AirbyteConnectionStatus,
+    AirbyteErrorTraceMessage,
     AirbyteMessage,
     AirbyteStateMessage,
     AirbyteStateType,
@@ -25,6 +26,7 @@ from airbyte_cdk.models import (
     FailureType,
     Status,
     SyncMode,
+    Type,
 )
 from airbyte_cdk.sources.concurrent_source.concurrent_source import ConcurrentSource
 from airbyte_cdk.sources.concurrent_source.concurrent_source_adapter import ConcurrentSourceAdapter
@@ -33,6 +35,7 @@ from airbyte_cdk.sources.streams import Stream
 from airbyte_cdk.sources.streams.concurrent.adapters import StreamFacade
 from airbyte_cdk.sources.streams.concurrent.cursor import Cursor, CursorField, FinalStateCursor
 from airbyte_cdk.sources.streams.concurrent.default_stream import DefaultStream
+from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_klaviyo.config import DEFAULT_NUM_WORKERS, MAX_NUM_WORKERS, KlaviyoConfig, parse_config
@@ -45,6 +48,7 @@ from source_klaviyo.streams import (
     EventsCustomDates,
     IncrementalKlaviyoStream,
     KlaviyoStream,
+    MetricAggregates,
     Metrics,
     Profiles,
     WindowedKlaviyoStream,
@@ -97,15 +101,14 @@ class SourceKlaviyo(ConcurrentSourceAdapter):
         select those streams; a read that selects them fails before moving data.
         """
         streams = self._klaviyo_streams(parse_config(config))
-        key_accepted, forbidden = _probe_access(streams)
-        if not key_accepted:
+        access = Access.probe(streams)
+        if not access.key_accepted:
             return False, key_rejected_message()
-        if len(forbidden) == len(streams):
-            return False, missing_scopes_message(forbidden)
-        if forbidden:
-            warning = missing_scopes_message(forbidden)
-            logger.warning(warning)
-            return True, f"Connected, with a warning: {warning}"
+        if not access.readable:
+            return False, access.problem()
+        if access.unreadable:
+            logger.warning(access.problem())
+            return True, f"Connected, with a warning: {access.problem()}"
         return True, None
 
     def streams(self, config: Mapping[str, Any]) -> list[Stream]:
@@ -143,12 +146,20 @@ class SourceKlaviyo(ConcurrentSourceAdapter):
                 "The events_custom_dates stream is selected but `events_custom_dates` (start and end) is not set: "
                 "set both, or deselect the stream."
             )
+        if MetricAggregates.name in configured and not klaviyo_config.metric_aggregates:
+            raise _config_error(
+                "The metric_aggregates stream is selected but `metric_aggregates` holds no query: "
+                "set one, or deselect the stream."
+            )
         self._choices = ReadChoices(profiles_cursor=profiles_cursor[0])
         selected = [stream for stream in self._klaviyo_streams(klaviyo_config) if stream.name in configured]
         self._preflight(selected)
         if klaviyo_config.event_metrics and any(isinstance(stream, Events) for stream in selected):
             self._choices = ReadChoices(profiles_cursor[0], self._metric_ids(klaviyo_config))
-        yield from super().read(logger, config, catalog, self._state)
+        for message in super().read(logger, config, catalog, self._state):
+            if message.type == Type.TRACE and message.trace.error:
+                _mask_secrets(message.trace.error)
+            yield message
 
     def _klaviyo_streams(self, config: KlaviyoConfig) -> list[KlaviyoStream]:
         if self._budget is None:
@@ -214,27 +225,58 @@ class SourceKlaviyo(ConcurrentSourceAdapter):
 
     @staticmethod
     def _preflight(streams: list[KlaviyoStream]) -> None:
-        key_accepted, forbidden = _probe_access(streams)
-        if not key_accepted:
+        access = Access.probe(streams)
+        if not access.key_accepted:
             raise _config_error(key_rejected_message())
-        if forbidden:
-            raise _config_error(missing_scopes_message(forbidden))
+        if access.unreadable:
+            raise _config_error(access.problem())
+
+
+def _mask_secrets(error: AirbyteErrorTraceMessage) -> None:
+    """The CDK masks secrets in logs but not in the error traces it builds for failed streams,
+    whose texts can hold a URL (v1 carries the key in it)."""
+    for name in ("message", "internal_message", "stack_trace"):
+        text = getattr(error, name)
+        if text:
+            setattr(error, name, filter_secrets(text))
 
 
 def _config_error(message: str) -> AirbyteTracedException:
     return AirbyteTracedException(message=message, failure_type=FailureType.config_error)
 
 
-def _probe_access(streams: list[KlaviyoStream]) -> tuple[bool, MutableMapping[str, str]]:
-    """(key accepted, {stream: scope it lacks}); stops at the first 401, since no probe can pass after it."""
-    forbidden: MutableMapping[str, str] = {}
-    for stream in streams:
-        status = stream.probe()
-        if status == 401:
-            return False, forbidden
-        if status == 403:
-            forbidden[stream.name] = stream.scope
-    return True, forbidden
+@dataclass
+class Access:
+    """What the key can read, from one probe per stream."""
+
+    key_accepted: bool = True
+    readable: set[str] = field(default_factory=set)
+    missing_scopes: dict[str, str] = field(default_factory=dict)  # stream -> the scope it needs
+    retired: dict[str, str] = field(default_factory=dict)  # stream -> what its 410 means
+
+    @classmethod
+    def probe(cls, streams: list[KlaviyoStream]) -> Access:
+        """Stops at the first 401: no probe can pass after it."""
+        access = cls()
+        for stream in streams:
+            status = stream.probe()
+            if status == 401:
+                return cls(key_accepted=False)
+            if status == 403:
+                access.missing_scopes[stream.name] = stream.scope
+            elif status == 410:
+                access.retired[stream.name] = stream.retired_message()
+            elif status is not None:
+                access.readable.add(stream.name)
+        return access
+
+    @property
+    def unreadable(self) -> set[str]:
+        return {*self.missing_scopes, *self.retired}
+
+    def problem(self) -> str:
+        parts = [missing_scopes_message(self.missing_scopes)] if self.missing_scopes else []
+        return " ".join(parts + sorted(set(self.retired.values())))
 
 
 def _state_stream_name(message: AirbyteStateMessage) -> str | None:

@@ -133,7 +133,7 @@ def stream_schema(api: OpenApi, stream_class: type) -> dict[str, Any]:
 def main(spec_path: str) -> None:
     api = OpenApi(json.loads(Path(spec_path).read_text()))
     SCHEMA_DIR.mkdir(exist_ok=True)
-    for stream_class in STREAM_CLASSES:
+    for stream_class in (cls for cls in STREAM_CLASSES if cls.generated_schema):
         target = SCHEMA_DIR / f"{stream_class.name}.json"
         target.write_text(json.dumps(stream_schema(api, stream_class), indent=2) + "\n")
         print(f"wrote {target.relative_to(SCHEMA_DIR.parents[1])}")

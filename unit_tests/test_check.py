@@ -14,7 +14,9 @@ from source_klaviyo.run import run
 from source_klaviyo.streams import STREAM_CLASSES
 from unit_tests.klaviyo_mock import API_KEY, all_output, config, error_body, url
 
-ENDPOINT_NAMES = sorted({cls.endpoint_name for cls in STREAM_CLASSES})
+ENDPOINT_NAMES = sorted({cls.endpoint_name for cls in STREAM_CLASSES} - {"v1/campaigns", "metric-aggregates"})
+V1_URL = "https://a.klaviyo.com/api/v1/campaigns"
+PROBED = len(STREAM_CLASSES) - 1  # metric_aggregates has no query to probe with
 
 
 def run_check(tmp_path, cfg):
@@ -26,6 +28,9 @@ def answer_every_endpoint(api, status_by_endpoint=None, revision="2026-07-15"):
         status = (status_by_endpoint or {}).get(name, 200)
         body = {"data": [], "links": {"self": url(name, revision)}} if status == 200 else error_body(status)
         api.get(url(name, revision), status_code=status, json=body)
+    v1_status = (status_by_endpoint or {}).get("v1/campaigns", 200)
+    v1_body = {"object": "$list", "data": [], "page": 0, "total": 0} if v1_status == 200 else {"status": v1_status}
+    api.get(V1_URL, status_code=v1_status, json=v1_body)
 
 
 def status_of(output):
@@ -38,10 +43,13 @@ def test_a_working_key_passes_after_one_one_record_request_per_stream(api, tmp_p
     status = status_of(run_check(tmp_path, config()))
 
     assert status.status == Status.SUCCEEDED
-    assert api.call_count == len(STREAM_CLASSES)
+    assert api.call_count == PROBED
     for call in api.request_history:
         query = dict(parse_qsl(urlsplit(call.url).query))
         name = urlsplit(call.url).path.split("/")[2]
+        if name == "v1":
+            assert (query["page"], query["count"]) == ("0", "1")
+            continue
         expected_size = "1" if ENDPOINTS["2026-07-15"][name].max_page_size else None
         assert query.get("page[size]") == expected_size
 
@@ -50,7 +58,8 @@ def test_the_retired_revision_is_probed_on_its_own_paths(api, tmp_path):
     answer_every_endpoint(api, revision="2023-10-15")
     status = status_of(run_check(tmp_path, config(revision="2023-10-15")))
     assert status.status == Status.SUCCEEDED
-    assert all(urlsplit(call.url).path.endswith("/") for call in api.request_history)
+    paths = [urlsplit(call.url).path for call in api.request_history]
+    assert all(path.endswith("/") for path in paths if path != "/api/v1/campaigns")
 
 
 def test_a_rejected_key_fails_with_a_message_that_says_what_to_fix(api, tmp_path):
@@ -76,10 +85,41 @@ def test_missing_scopes_pass_with_a_warning_naming_the_streams_and_scopes(api, t
 
 
 def test_a_key_that_can_read_no_stream_fails(api, tmp_path):
-    answer_every_endpoint(api, {name: 403 for name in ENDPOINT_NAMES})
+    answer_every_endpoint(api, {**{name: 403 for name in ENDPOINT_NAMES}, "v1/campaigns": 410})
     status = status_of(run_check(tmp_path, config()))
     assert status.status == Status.FAILED
     assert "lacks read scopes" in status.message
+
+
+def test_the_retired_v1_api_passes_check_with_a_warning_naming_its_replacements(api, tmp_path):
+    answer_every_endpoint(api, {"v1/campaigns": 410})
+    output = run_check(tmp_path, config())
+    status = status_of(output)
+
+    assert status.status == Status.SUCCEEDED
+    assert "campaigns_v1 cannot be read" in status.message and "campaigns_email and campaigns_sms" in status.message
+    (v1,) = [call for call in api.request_history if call.path == "/api/v1/campaigns"]
+    assert API_KEY not in all_output(output), "the key travels in v1's URL but never appears in output"
+
+
+def test_a_metric_aggregates_query_klaviyo_rejects_fails_check_with_klaviyos_words(api, tmp_path):
+    answer_every_endpoint(api)
+    detail = "The time range may span at most one year."
+    api.post(url("metric-aggregates"), status_code=400, json=error_body(400, detail, parameter="filter"))
+    query = {
+        "data": {
+            "type": "metric-aggregate",
+            "attributes": {
+                "metric_id": "MET1",
+                "measurements": ["count"],
+                "filter": ["greater-or-equal(datetime,2025-01-01T00:00:00)", "less-than(datetime,2025-02-01T00:00:00)"],
+            },
+        }
+    }
+    status = status_of(run_check(tmp_path, config(metric_aggregates=query)))
+
+    assert status.status == Status.FAILED
+    assert detail in status.message and "(parameter: filter)" in status.message
 
 
 def test_invalid_config_on_the_cli_is_one_clear_error_and_no_traceback(tmp_path, capfd):

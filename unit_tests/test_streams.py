@@ -19,7 +19,9 @@ from source_klaviyo.streams import STREAM_CLASSES
 from unit_tests.klaviyo_mock import API_KEY, METRIC, config, run_read, sample, serve_pages, stream_state
 
 REVISIONS = ["2026-07-15", "2023-10-15"]
-ENDPOINT_OF = {cls.name: cls.endpoint_name for cls in STREAM_CLASSES}
+# The JSON:API collection streams (campaigns_v1 and metric_aggregates have tests of their own).
+COLLECTIONS = [cls for cls in STREAM_CLASSES if cls.name not in ("campaigns_v1", "metric_aggregates")]
+ENDPOINT_OF = {cls.name: cls.endpoint_name for cls in COLLECTIONS}
 INCREMENTAL = ["templates", "lists", "segments", "profiles", "events"]
 WINDOWED = ["profiles", "events", "events_custom_dates"]
 UPDATED = "2026-11-01T12:00:00+00:00"
@@ -153,7 +155,7 @@ def test_records_are_flat_and_match_the_stream_schema(api, stream, revision):
 
     record = output.records[0].record.data
     expected = {"id": body["id"], **body["attributes"]}
-    stream_class = next(cls for cls in STREAM_CLASSES if cls.name == stream)
+    stream_class = next(cls for cls in COLLECTIONS if cls.name == stream)
     for relationship, field in stream_class.relationships.items():
         linkage = body["relationships"][relationship]["data"]
         expected[field] = linkage["id"] if isinstance(linkage, dict) else [item["id"] for item in linkage]

@@ -144,8 +144,8 @@ class Simulator:
         self.limiter = RateLimiter(self.faults)
         self.random = random.Random(self.faults.fault_seed)
         self.stats: Counter[str] = Counter()
-        # (method, path, query) of the latest API requests, for tests to inspect.
-        self.log: deque[tuple[str, str, dict[str, str]]] = deque(maxlen=100_000)
+        # (method, path, query, body) of the latest API requests, for tests to inspect.
+        self.log: deque[tuple[str, str, dict[str, str], bytes]] = deque(maxlen=100_000)
         self._selections: OrderedDict[tuple, list] = OrderedDict()
         self.url = ""
 
@@ -217,7 +217,7 @@ class Simulator:
             return self.admin(method, url.path, dict(query), body)
         if url.path.rstrip("/") == "/api/v1/campaigns":
             return self.v1_campaigns(dict(query))
-        self.log.append((method, url.path, dict(query)))
+        self.log.append((method, url.path, dict(query), body))
         if self.faults.break_after and self.stats["requests"] > self.faults.break_after:
             return Answer(400, Violation("Simulated failure: the simulator was told to break here.").body())
         if not self.faults.error_rate or self.random.random() >= self.faults.error_rate:

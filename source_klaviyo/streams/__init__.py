@@ -1,8 +1,9 @@
 """The connector's streams, in the order discover lists them."""
 
 from source_klaviyo.streams.base import IncrementalKlaviyoStream, KlaviyoStream
-from source_klaviyo.streams.campaigns import CampaignsEmail, CampaignsSms
+from source_klaviyo.streams.campaigns import CampaignsEmail, CampaignsSms, CampaignsV1
 from source_klaviyo.streams.events import Events, EventsCustomDates
+from source_klaviyo.streams.metric_aggregates import MetricAggregates
 from source_klaviyo.streams.profiles import Profiles
 from source_klaviyo.streams.resources import Flows, Lists, Metrics, Segments, Templates
 from source_klaviyo.streams.windowed import WindowedKlaviyoStream
@@ -10,6 +11,7 @@ from source_klaviyo.streams.windowed import WindowedKlaviyoStream
 STREAM_CLASSES = (
     CampaignsEmail,
     CampaignsSms,
+    CampaignsV1,
     Templates,
     Profiles,
     Events,
@@ -18,6 +20,7 @@ STREAM_CLASSES = (
     Lists,
     Segments,
     Flows,
+    MetricAggregates,
 )
 
 __all__ = [
@@ -26,6 +29,7 @@ __all__ = [
     "EventsCustomDates",
     "IncrementalKlaviyoStream",
     "KlaviyoStream",
+    "MetricAggregates",
     "Metrics",
     "Profiles",
     "WindowedKlaviyoStream",

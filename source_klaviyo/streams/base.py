@@ -21,10 +21,11 @@ from airbyte_cdk.sources.streams.http import HttpClient, HttpStream
 from airbyte_cdk.sources.streams.http.error_handlers import ErrorResolution, ResponseAction
 from airbyte_cdk.sources.streams.http.requests_native_auth import TokenAuthenticator
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+from requests.auth import AuthBase
 
 from source_klaviyo.config import KlaviyoConfig
 from source_klaviyo.cursor import SLICE_END, SLICE_START, format_klaviyo_datetime, parse_klaviyo_datetime
-from source_klaviyo.endpoints import endpoint
+from source_klaviyo.endpoints import Endpoint, endpoint
 from source_klaviyo.errors import TIMEOUTS, KlaviyoErrorHandler, RetryAfterBackoff, json_body
 
 JSON_API = "application/vnd.api+json"
@@ -42,14 +43,22 @@ class KlaviyoStream(HttpStream, ABC):
     # The operators the endpoint allows for a window's lower and upper bound on time_field
     # (None: no upper bound exists, so the window's end is applied to the records instead).
     time_operators: ClassVar[tuple[str, str | None]] = ("greater-or-equal", "less-than")
+    # Whether tools/generate_schemas.py writes the schema from Klaviyo's spec (else it is written by hand).
+    generated_schema: ClassVar[bool] = True
 
     def __init__(self, config: KlaviyoConfig, budget: APIBudget, now: datetime | None = None) -> None:
         self._config = config
-        self._endpoint = endpoint(config.revision, self.endpoint_name)
+        self._endpoint = self.endpoint_facts(config.revision)
         self._budget = budget
         self._window_start = config.backfill_start(self.name, now or datetime.now(timezone.utc))
-        self._authenticator = TokenAuthenticator(token=config.api_key.get_secret_value(), auth_method="Klaviyo-API-Key")
+        self._authenticator = self.authenticator(config.api_key.get_secret_value())
         super().__init__(authenticator=self._authenticator, api_budget=budget)
+
+    def endpoint_facts(self, revision: str) -> Endpoint:
+        return endpoint(revision, self.endpoint_name)
+
+    def authenticator(self, key: str) -> AuthBase:
+        return TokenAuthenticator(token=key, auth_method="Klaviyo-API-Key")
 
     @property
     def url_base(self) -> str:
@@ -174,37 +183,56 @@ class KlaviyoStream(HttpStream, ABC):
         return record
 
     def get_error_handler(self) -> KlaviyoErrorHandler:
-        return KlaviyoErrorHandler(self.logger, self.name, self.scope, self._config.revision)
+        return KlaviyoErrorHandler(self.logger, self.name, self.scope, self._config.revision, **self.error_overrides())
+
+    def error_overrides(self) -> Mapping[str, Any]:
+        """Keyword arguments of KlaviyoErrorHandler that differ for this stream."""
+        return {}
 
     def get_backoff_strategy(self) -> RetryAfterBackoff:
         return RetryAfterBackoff()
 
-    def probe(self) -> int:
-        """HTTP status of a one-record request: 200, or 401/403 when the key or its scopes fall short.
+    def probe(self) -> int | None:
+        """HTTP status of a one-record request: 200, or 401/403/410 when the key, its scopes or
+        the endpoint fall short; None when there is nothing to ask (the stream has no query).
 
         Other failures (400, retries exhausted) raise as they would in a read.
         """
+        request = self.probe_request()
+        if request is None:
+            return None
         client = HttpClient(
             name=self.name,
             logger=self.logger,
-            error_handler=_AccessProbeHandler(self.logger, self.name, self.scope, self._config.revision),
+            error_handler=_AccessProbeHandler(
+                self.logger, self.name, self.scope, self._config.revision, **self.error_overrides()
+            ),
             api_budget=self._budget,
             authenticator=self._authenticator,
             backoff_strategy=self.get_backoff_strategy(),
         )
+        _, response = client.send_request(
+            request.get("method", "GET"),
+            self._join_url(self.url_base, self.path()),
+            request_kwargs=self.request_kwargs(),
+            headers=self.request_headers(),
+            params=request.get("params"),
+            json=request.get("json"),
+        )
+        return response.status_code
+
+    def probe_request(self) -> Mapping[str, Any] | None:
+        """The cheapest request that shows whether the stream can be read: its first page, one record long."""
         params = dict(self.extra_params())
         if self._endpoint.max_page_size:
             params["page[size]"] = 1
         if self.base_filters():
             params["filter"] = ",".join(self.base_filters())
-        _, response = client.send_request(
-            "GET",
-            self._join_url(self.url_base, self.path()),
-            request_kwargs=self.request_kwargs(),
-            headers=self.request_headers(),
-            params=params,
-        )
-        return response.status_code
+        return {"method": "GET", "params": params}
+
+    def retired_message(self) -> str:
+        """What a 410 from this stream's endpoint means, in the words of its error handler."""
+        return self.get_error_handler().interpret_response(_status(410)).error_message or "HTTP 410 Gone"
 
 
 class IncrementalKlaviyoStream(KlaviyoStream, ABC):
@@ -243,16 +271,25 @@ class IncrementalKlaviyoStream(KlaviyoStream, ABC):
 
 
 class _AccessProbeHandler(KlaviyoErrorHandler):
-    """Lets 401 and 403 through as answers, so a probe can report them instead of raising."""
+    """Lets 401, 403 and 410 through as answers, so a probe can report them instead of raising."""
 
     def interpret_response(self, response_or_exception: Any = None) -> ErrorResolution:
-        if isinstance(response_or_exception, requests.Response) and response_or_exception.status_code in (401, 403):
+        if isinstance(response_or_exception, requests.Response) and response_or_exception.status_code in PROBE_ANSWERS:
             return ErrorResolution(
                 ResponseAction.IGNORE,
                 None,
                 f"Probe of stream '{self._stream_name}': HTTP {response_or_exception.status_code}",
             )
         return super().interpret_response(response_or_exception)
+
+
+PROBE_ANSWERS = (401, 403, 410)
+
+
+def _status(code: int) -> requests.Response:
+    response = requests.Response()
+    response.status_code = code
+    return response
 
 
 def _second_before(value: str) -> str:
