@@ -1,4 +1,4 @@
-"""The built wheel carries what the connector loads at run time and the console script."""
+"""The built wheel carries what the connector loads at run time; the Dockerfile passes hadolint."""
 
 from __future__ import annotations
 
@@ -34,3 +34,9 @@ def test_the_wheel_ships_spec_schemas_and_the_console_script(tmp_path):
     assert schemas and {f"source_klaviyo/schemas/{name}" for name in schemas} <= names
     (entry_points,) = [name for name in names if name.endswith("entry_points.txt")]
     assert "source-klaviyo = source_klaviyo.run:run" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def test_the_dockerfile_is_hadolint_clean():
+    hadolint = Path(sys.executable).with_name("hadolint")
+    finished = subprocess.run([str(hadolint), str(ROOT / "Dockerfile")], capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stdout + finished.stderr

@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FULL_SPECS = Path(os.environ.get("KLAVIYO_OPENAPI_DIR", ROOT.parent / "shared" / "klaviyo-openapi"))
 
 
+@pytest.mark.ci_required
 @pytest.mark.parametrize("revision", REVISIONS)
 def test_the_trimmed_spec_equals_a_fresh_trim_of_klaviyos_spec(revision):
     if not (FULL_SPECS / f"openapi-{revision}.json").exists():

@@ -535,11 +535,16 @@ class SimulatorThread:
     def stop(self) -> None:
         async def shutdown() -> None:
             self._server.close()
+            connections = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in connections:  # keep-alive connections still waiting for a request
+                task.cancel()
+            await asyncio.gather(*connections, return_exceptions=True)
             await self._server.wait_closed()
 
         asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
+        self.loop.close()
 
     def __enter__(self) -> Simulator:
         return self.simulator

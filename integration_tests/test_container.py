@@ -1,0 +1,108 @@
+"""The Docker image, built and run through the Python docker SDK, against the simulator.
+
+Needs a container engine (in CI: ../shared/tools/container-engine-up, which .ci/run starts). Without
+one these tests skip locally; in CI a skip is a failure (`ci_required`). The image is built from
+LOCAL_PYTHON_BASE when set (no registry can be reached here), else from the Dockerfile's default.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+from docker.errors import DockerException
+
+from integration_tests.connector_cli import configured_catalog, parse_lines, run_connector
+from integration_tests.klaviyo_sim import FULL_ACCESS_KEY
+from integration_tests.klaviyo_sim.data import DAY, iso
+
+ROOT = Path(__file__).resolve().parents[1]
+TAG = "airbyte/source-klaviyo:test"
+pytestmark = pytest.mark.ci_required
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[docker.DockerClient]:
+    try:
+        client = docker.from_env()
+        client.ping()
+    except DockerException as error:
+        pytest.skip(f"no container engine reachable ({error}); start one with ../shared/tools/container-engine-up")
+    base = os.environ.get("LOCAL_PYTHON_BASE")
+    client.images.build(path=str(ROOT), tag=TAG, buildargs={"BASE_IMAGE": base} if base else {}, rm=True)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def secrets(tmp_path: Path) -> Path:
+    """A folder the image's non-root user can read, mounted at /secrets."""
+    tmp_path.chmod(0o755)
+    return tmp_path
+
+
+def in_container(engine: docker.DockerClient, secrets: Path, *args: str) -> list[dict]:
+    for path in secrets.iterdir():
+        path.chmod(0o644)
+    output = engine.containers.run(
+        TAG,
+        list(args),
+        volumes={str(secrets): {"bind": "/secrets", "mode": "ro"}},
+        network_mode="host",  # the simulator listens on the host's loopback
+        remove=True,
+        stdout=True,
+        stderr=False,
+    )
+    return parse_lines(output.decode().splitlines())
+
+
+def write(secrets: Path, name: str, content: object) -> str:
+    (secrets / name).write_text(json.dumps(content))
+    return f"/secrets/{name}"
+
+
+def test_the_image_runs_the_console_script_as_a_non_root_user(engine):
+    image = engine.images.get(TAG)
+    settings = image.attrs["Config"]
+    assert settings["Entrypoint"] == ["/opt/venv/bin/source-klaviyo"]
+    assert "AIRBYTE_ENTRYPOINT=/opt/venv/bin/source-klaviyo" in settings["Env"]
+    assert settings["User"] not in ("", "0", "root")
+
+
+def test_spec_in_the_image_is_the_clis(engine, secrets, tmp_path):
+    (image_spec,) = [m["spec"] for m in in_container(engine, secrets, "spec") if m["type"] == "SPEC"]
+    (cli_spec,) = [m["spec"] for m in run_connector("spec", tmp_path).of_type("SPEC")]
+    assert image_spec == cli_spec
+
+
+def test_check_in_the_image_reaches_the_simulator(engine, secrets, klaviyo_sim):
+    config = write(secrets, "config.json", {"api_key": FULL_ACCESS_KEY, "api_url": klaviyo_sim.url})
+    (status,) = [
+        m["connectionStatus"]
+        for m in in_container(engine, secrets, "check", "--config", config)
+        if m["type"] == "CONNECTION_STATUS"
+    ]
+    assert status["status"] == "SUCCEEDED"
+
+
+def test_a_read_in_the_image_returns_the_clis_records(engine, secrets, klaviyo_sim, tmp_path):
+    # A start_date inside the data: both reads then start at the same moment, whatever their clocks say.
+    start = iso(klaviyo_sim.dataset.now - 20 * DAY).replace("+00:00", "Z")
+    settings = {"api_key": FULL_ACCESS_KEY, "api_url": klaviyo_sim.url, "start_date": start}
+    discovered = run_connector("discover", tmp_path, config=settings).of_type("CATALOG")[0]["catalog"]
+    catalog = configured_catalog(discovered, ["lists", "metrics", "events", "campaigns_email"])
+    config_path, catalog_path = write(secrets, "config.json", settings), write(secrets, "catalog.json", catalog)
+
+    messages = in_container(engine, secrets, "read", "--config", config_path, "--catalog", catalog_path)
+    cli = run_connector("read", tmp_path, config=settings, catalog=catalog)
+
+    def by_stream(records):
+        return {(r["stream"], r["data"]["id"]): r["data"] for r in records}
+
+    image_records = by_stream(m["record"] for m in messages if m["type"] == "RECORD")
+    assert image_records and image_records == by_stream(m["record"] for m in cli.of_type("RECORD"))
+    assert {stream for stream, _ in image_records} == {"lists", "metrics", "events", "campaigns_email"}
