@@ -1,7 +1,10 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+import os
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 
@@ -18,3 +21,12 @@ def klaviyo_sim() -> Iterator[Simulator]:
     simulator = Simulator(Dataset(seed=1, now=NOW, sizes=SMALL), Faults())
     with simulator.run_in_thread() as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def reliability_report() -> Iterator[Callable[[dict], None]]:
+    """Collects one row per reliability scenario; scripts/reliability.py sets RELIABILITY_RESULTS to keep them."""
+    rows: list[dict] = []
+    yield rows.append
+    if os.environ.get("RELIABILITY_RESULTS"):
+        Path(os.environ["RELIABILITY_RESULTS"]).write_text(json.dumps(rows, indent=1))

@@ -114,6 +114,8 @@ class KlaviyoConfig(BaseModel):
     events_custom_dates: CustomDates | None = None
     profiles_predictive_analytics: bool = False
     metric_aggregates: tuple[AggregateQuery, ...] = ()
+    request_timeout_seconds: int = Field(default=60, ge=1, le=600)
+    retry_budget_seconds: int = Field(default=600, ge=10, le=3600)
 
     @field_validator("api_key")
     @classmethod

@@ -25,12 +25,11 @@ from airbyte_cdk.sources.streams.http.error_handlers import (
 
 from source_klaviyo.endpoints import DEFAULT_REVISION
 
-# Bounded retries: 8 tries over at most 10 minutes, so a fault that never clears
-# ends the sync with an error instead of hanging it.
+# Bounded retries: 9 tries in all, within the config's retry_budget_seconds (10 minutes by
+# default), so a fault that never clears ends the sync with an error instead of hanging it.
 MAX_RETRIES = 8
-MAX_RETRY_TIME = timedelta(minutes=10)
-# (connect, read) seconds for every request.
-TIMEOUTS = (10, 60)
+# Seconds to connect; the read timeout is the config's request_timeout_seconds.
+CONNECT_TIMEOUT = 10
 
 _NO_BODY = object()
 
@@ -91,6 +90,7 @@ class KlaviyoErrorHandler(HttpStatusErrorHandler):
         stream_name: str,
         scope: str,
         revision: str,
+        retry_budget: timedelta,
         overrides: Mapping[int, ErrorResolution] | None = None,
         bad_request: FailureType = FailureType.system_error,
     ) -> None:
@@ -121,7 +121,7 @@ class KlaviyoErrorHandler(HttpStatusErrorHandler):
             ),
             **(overrides or {}),
         }
-        super().__init__(logger, error_mapping=mapping, max_retries=MAX_RETRIES, max_time=MAX_RETRY_TIME)
+        super().__init__(logger, error_mapping=mapping, max_retries=MAX_RETRIES, max_time=retry_budget)
 
     def interpret_response(self, response_or_exception: requests.Response | Exception | None = None) -> ErrorResolution:
         if isinstance(response_or_exception, requests.RequestException):

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import gc
 import sys
-from collections.abc import Mapping
-from typing import Any
 
 from airbyte_cdk.entrypoint import AirbyteEntrypoint, launch
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
+from source_klaviyo.inputs import checked_inputs
 from source_klaviyo.source import SourceKlaviyo
 
 
@@ -22,9 +21,9 @@ def run(args: list[str] | None = None) -> None:
     # default thresholds cost 40% of the CPU. Freeze what start-up allocated and run it rarely.
     gc.freeze()
     gc.set_threshold(100_000, 50, 1_000)
-    source = SourceKlaviyo(_raw_config(args))
     try:
-        launch(source, args)
+        args, config = checked_inputs(args)
+        launch(SourceKlaviyo(config), args)
     except AirbyteTracedException as error:
         # The CDK would log the traceback too; an error the user can fix needs only its message.
         message = error.as_sanitized_airbyte_message()
@@ -37,17 +36,6 @@ def run(args: list[str] | None = None) -> None:
             print(AirbyteEntrypoint.airbyte_message_to_string(status), flush=True)
             return
         sys.exit(1)
-
-
-def _raw_config(args: list[str]) -> Mapping[str, Any] | None:
-    """The config file's contents, read early only to size the worker pool; the entrypoint reports a bad file."""
-    path = AirbyteEntrypoint.extract_config(args)
-    if not path:
-        return None
-    try:
-        return SourceKlaviyo.read_config(path)
-    except (OSError, ValueError):
-        return None
 
 
 if __name__ == "__main__":

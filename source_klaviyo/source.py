@@ -23,6 +23,7 @@ from airbyte_cdk.models import (
     AirbyteStateMessage,
     AirbyteStateType,
     ConfiguredAirbyteCatalog,
+    ConfiguredAirbyteStream,
     FailureType,
     Status,
     SyncMode,
@@ -39,7 +40,7 @@ from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_klaviyo.config import DEFAULT_NUM_WORKERS, MAX_NUM_WORKERS, KlaviyoConfig, parse_config
-from source_klaviyo.cursor import build_cursor
+from source_klaviyo.cursor import build_cursor, parse_klaviyo_datetime
 from source_klaviyo.errors import key_rejected_message, missing_scopes_message
 from source_klaviyo.rate_limits import KlaviyoAPIBudget, build_budget
 from source_klaviyo.streams import (
@@ -128,34 +129,12 @@ class SourceKlaviyo(ConcurrentSourceAdapter):
     ) -> Iterator[AirbyteMessage]:
         klaviyo_config = parse_config(config)
         configured = {stream.stream.name: stream for stream in catalog.streams}
-        incremental = {name for name, stream in configured.items() if stream.sync_mode == SyncMode.incremental}
-        # State only counts for streams read incrementally: a full refresh must not resume from it.
-        self._state = [message for message in state or [] if _state_stream_name(message) in incremental]
-        profiles = configured.get(Profiles.name)
-        profiles_cursor = (
-            (profiles.cursor_field or ["created"])
-            if profiles and profiles.sync_mode == SyncMode.incremental
-            else ["created"]
-        )
-        if profiles_cursor not in ([name] for name in PROFILE_CURSORS):
-            raise _config_error(
-                f"The profiles stream can use `created` or `updated` as its cursor, not {profiles_cursor}."
-            )
-        if EventsCustomDates.name in configured and klaviyo_config.events_custom_dates is None:
-            raise _config_error(
-                "The events_custom_dates stream is selected but `events_custom_dates` (start and end) is not set: "
-                "set both, or deselect the stream."
-            )
-        if MetricAggregates.name in configured and not klaviyo_config.metric_aggregates:
-            raise _config_error(
-                "The metric_aggregates stream is selected but `metric_aggregates` holds no query: "
-                "set one, or deselect the stream."
-            )
-        self._choices = ReadChoices(profiles_cursor=profiles_cursor[0])
+        self._choices = ReadChoices(profiles_cursor=_checked_catalog(configured, klaviyo_config))
         selected = [stream for stream in self._klaviyo_streams(klaviyo_config) if stream.name in configured]
+        self._state = _usable_state(state or [], configured, selected)
         self._preflight(selected)
         if klaviyo_config.event_metrics and any(isinstance(stream, Events) for stream in selected):
-            self._choices = ReadChoices(profiles_cursor[0], self._metric_ids(klaviyo_config))
+            self._choices = ReadChoices(self._choices.profiles_cursor, self._metric_ids(klaviyo_config))
         for message in super().read(logger, config, catalog, self._state):
             if message.type == Type.TRACE and message.trace.error:
                 _mask_secrets(message.trace.error)
@@ -239,6 +218,83 @@ def _mask_secrets(error: AirbyteErrorTraceMessage) -> None:
         text = getattr(error, name)
         if text:
             setattr(error, name, filter_secrets(text))
+
+
+def _checked_catalog(configured: Mapping[str, ConfiguredAirbyteStream], config: KlaviyoConfig) -> str:
+    """The profiles cursor the catalog chose, once the catalog asks only for what can be read."""
+    unknown = sorted(set(configured) - {stream_class.name for stream_class in STREAM_CLASSES})
+    if unknown:
+        known = ", ".join(stream_class.name for stream_class in STREAM_CLASSES)
+        raise _config_error(
+            f"The catalog selects streams this connector does not have: {', '.join(unknown)}. "
+            f"Refresh the source schema or deselect them (streams: {known})."
+        )
+    profiles = configured.get(Profiles.name)
+    cursor = (
+        (profiles.cursor_field or ["created"])
+        if profiles and profiles.sync_mode == SyncMode.incremental
+        else ["created"]
+    )
+    if cursor not in ([name] for name in PROFILE_CURSORS):
+        raise _config_error(f"The profiles stream can use `created` or `updated` as its cursor, not {cursor}.")
+    if EventsCustomDates.name in configured and config.events_custom_dates is None:
+        raise _config_error(
+            "The events_custom_dates stream is selected but `events_custom_dates` (start and end) is not set: "
+            "set both, or deselect the stream."
+        )
+    if MetricAggregates.name in configured and not config.metric_aggregates:
+        raise _config_error(
+            "The metric_aggregates stream is selected but `metric_aggregates` holds no query: "
+            "set one, or deselect the stream."
+        )
+    return cursor[0]
+
+
+def _usable_state(
+    messages: list[AirbyteStateMessage],
+    configured: Mapping[str, ConfiguredAirbyteStream],
+    streams: list[KlaviyoStream],
+) -> list[AirbyteStateMessage]:
+    """The state of streams read incrementally, where it holds what their cursor can resume from.
+
+    A full refresh must not resume from state. A state without a usable cursor value (another
+    cursor's, or not a datetime) is dropped with a warning: that stream is read from its backfill
+    window, as on a first sync, which re-reads but never loses records.
+    """
+    cursors = {stream.name: stream.cursor_field for stream in streams if isinstance(stream, IncrementalKlaviyoStream)}
+    usable = []
+    for message in messages:
+        name = _state_stream_name(message)
+        if name not in cursors or configured[name].sync_mode != SyncMode.incremental:
+            continue
+        problem = _state_problem(dict(message.stream.stream_state.__dict__), cursors[name])
+        if problem:
+            logger.warning(f"Ignoring the state of stream {name}: {problem}. It is read from its backfill window.")
+            continue
+        usable.append(message)
+    return usable
+
+
+def _state_problem(state: Mapping[str, Any], cursor: str) -> str | None:
+    if "state_type" in state:  # the CDK's concurrent shape: {"state_type": "date-range", "slices": [...]}
+        slices = state.get("slices")
+        values = [piece.get(key) for piece in slices or [] if isinstance(piece, Mapping) for key in ("start", "end")]
+        if not slices or len(values) != 2 * len(slices) or not all(_is_datetime(value) for value in values):
+            return "its date-range slices are not all {start, end} datetimes"
+        return None
+    if cursor not in state:
+        return f"it has no `{cursor}` value (it holds {sorted(state) or 'nothing'})"
+    if not _is_datetime(state[cursor]):
+        return f"its `{cursor}` is {state[cursor]!r}, not a datetime"
+    return None
+
+
+def _is_datetime(value: Any) -> bool:
+    try:
+        parse_klaviyo_datetime(value)
+        return True
+    except (TypeError, ValueError, AttributeError):
+        return False
 
 
 def _config_error(message: str) -> AirbyteTracedException:

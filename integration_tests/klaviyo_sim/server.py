@@ -84,6 +84,8 @@ class Faults:
     truncate_rate: float = 0.0  # 200 whose JSON body is cut short
     slow_rate: float = 0.0  # answered only after slow_seconds
     slow_seconds: float = 0.0
+    throttle_rate: float = 0.0  # answered 429 with Retry-After: retry_after_seconds, whatever the limits
+    retry_after_seconds: int = 1
     rate_limit_scale: float = 1.0  # multiplies Klaviyo's limits; 0 turns rate limiting off
     competing_share: float = 0.0  # share of every window another client of the account uses
     v1_gone: bool = False  # /api/v1/campaigns answers 410 Gone, as the live API does
@@ -220,6 +222,11 @@ class Simulator:
         self.log.append((method, url.path, dict(query), body))
         if self.faults.break_after and self.stats["requests"] > self.faults.break_after:
             return Answer(400, Violation("Simulated failure: the simulator was told to break here.").body())
+        if self.faults.throttle_rate and self.random.random() < self.faults.throttle_rate:
+            self.stats["throttled"] += 1
+            wait = self.faults.retry_after_seconds
+            detail = f"Request was throttled. Expected available in {wait} second{'s' if wait != 1 else ''}."
+            return Answer(429, _error(429, "throttled", "Request was throttled.", detail), {"Retry-After": str(wait)})
         if not self.faults.error_rate or self.random.random() >= self.faults.error_rate:
             return self.api(method, url.path, query, headers, body, base)
         self.stats["errors_injected"] += 1

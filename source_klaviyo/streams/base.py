@@ -10,7 +10,8 @@ from the CDK's ConcurrentCursor (see `cursor.py`).
 from __future__ import annotations
 
 from abc import ABC
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar
 
@@ -26,7 +27,7 @@ from requests.auth import AuthBase
 from source_klaviyo.config import KlaviyoConfig
 from source_klaviyo.cursor import SLICE_END, SLICE_START, format_klaviyo_datetime, parse_klaviyo_datetime
 from source_klaviyo.endpoints import Endpoint, endpoint
-from source_klaviyo.errors import TIMEOUTS, KlaviyoErrorHandler, RetryAfterBackoff, json_body
+from source_klaviyo.errors import CONNECT_TIMEOUT, KlaviyoErrorHandler, RetryAfterBackoff, json_body
 
 JSON_API = "application/vnd.api+json"
 
@@ -81,7 +82,7 @@ class KlaviyoStream(HttpStream, ABC):
         return {"revision": self._config.revision, "Accept": JSON_API}
 
     def request_kwargs(self, **kwargs: Any) -> Mapping[str, Any]:
-        return {"timeout": TIMEOUTS}
+        return {"timeout": (CONNECT_TIMEOUT, self._config.request_timeout_seconds)}
 
     def request_params(
         self,
@@ -182,8 +183,35 @@ class KlaviyoStream(HttpStream, ABC):
                     record[field] = linkage["id"]
         return record
 
+    def _fetch_next_page(self, *args: Any, **kwargs: Any) -> tuple[requests.PreparedRequest, requests.Response]:
+        with self.throttling_explained():
+            return super()._fetch_next_page(*args, **kwargs)
+
+    @contextmanager
+    def throttling_explained(self) -> Iterator[None]:
+        """The CDK ends throttling that outlasts the retries with a bare "API rate limit exceeded.";
+        say which stream, and what to do about it."""
+        try:
+            yield
+        except AirbyteTracedException as error:
+            if error.message != "API rate limit exceeded.":
+                raise
+            raise AirbyteTracedException(
+                message=f"Klaviyo kept throttling stream '{self.name}' (HTTP 429) through "
+                f"{self._config.retry_budget_seconds} s of retries. Another client may be using the account's "
+                "API quota: sync later, or raise `retry_budget_seconds`.",
+                internal_message=error.internal_message,
+                failure_type=FailureType.transient_error,
+            ) from error
+
     def get_error_handler(self) -> KlaviyoErrorHandler:
-        return KlaviyoErrorHandler(self.logger, self.name, self.scope, self._config.revision, **self.error_overrides())
+        return KlaviyoErrorHandler(
+            self.logger, self.name, self.scope, self._config.revision, self._retry_budget, **self.error_overrides()
+        )
+
+    @property
+    def _retry_budget(self) -> timedelta:
+        return timedelta(seconds=self._config.retry_budget_seconds)
 
     def error_overrides(self) -> Mapping[str, Any]:
         """Keyword arguments of KlaviyoErrorHandler that differ for this stream."""
@@ -205,20 +233,21 @@ class KlaviyoStream(HttpStream, ABC):
             name=self.name,
             logger=self.logger,
             error_handler=_AccessProbeHandler(
-                self.logger, self.name, self.scope, self._config.revision, **self.error_overrides()
+                self.logger, self.name, self.scope, self._config.revision, self._retry_budget, **self.error_overrides()
             ),
             api_budget=self._budget,
             authenticator=self._authenticator,
             backoff_strategy=self.get_backoff_strategy(),
         )
-        _, response = client.send_request(
-            request.get("method", "GET"),
-            self._join_url(self.url_base, self.path()),
-            request_kwargs=self.request_kwargs(),
-            headers=self.request_headers(),
-            params=request.get("params"),
-            json=request.get("json"),
-        )
+        with self.throttling_explained():
+            _, response = client.send_request(
+                request.get("method", "GET"),
+                self._join_url(self.url_base, self.path()),
+                request_kwargs=self.request_kwargs(),
+                headers=self.request_headers(),
+                params=request.get("params"),
+                json=request.get("json"),
+            )
         return response.status_code
 
     def probe_request(self) -> Mapping[str, Any] | None:
