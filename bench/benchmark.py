@@ -134,6 +134,9 @@ def run(scenario: str, folder: Path) -> Result:
 
 
 def main(scenarios: list[str]) -> None:
+    wrong = [s for s in scenarios if len(s.split(":")) != 3 or not all(p.isdigit() for p in s.split(":")[1:])]
+    if wrong:
+        sys.exit(f"usage: benchmark.py [stream:records:latency_ms ...], e.g. events:100000:50 (not {' '.join(wrong)})")
     print(HEADER, flush=True)
     with tempfile.TemporaryDirectory() as folder:
         for scenario in scenarios:

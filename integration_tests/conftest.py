@@ -24,9 +24,15 @@ def klaviyo_sim() -> Iterator[Simulator]:
 
 
 @pytest.fixture(scope="session")
-def reliability_report() -> Iterator[Callable[[dict], None]]:
-    """Collects one row per reliability scenario; scripts/reliability.py sets RELIABILITY_RESULTS to keep them."""
+def reliability_rows() -> Iterator[list[dict]]:
+    """Every reliability row of the run; scripts/reliability.py sets RELIABILITY_RESULTS to keep them."""
     rows: list[dict] = []
-    yield rows.append
+    yield rows
     if os.environ.get("RELIABILITY_RESULTS"):
         Path(os.environ["RELIABILITY_RESULTS"]).write_text(json.dumps(rows, indent=1))
+
+
+@pytest.fixture
+def reliability_report(request: pytest.FixtureRequest, reliability_rows: list[dict]) -> Callable[[dict], None]:
+    """Records one row of docs/RELIABILITY.md, tagged with the test that measured it (for its verdict)."""
+    return lambda row: reliability_rows.append({"test": request.node.nodeid, **row})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,35 +47,35 @@ class Run:
         return json.dumps(self.messages) + self.stderr
 
 
-def parse_lines(lines: Iterable[str]) -> list[dict[str, Any]]:
-    messages = []
+def parse_lines(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """The messages in `lines`, each as soon as its line arrives (a live pipe is read as it is written)."""
     for line in lines:
         line = line.strip()
         if line.startswith("{"):
             try:
-                messages.append(json.loads(line))
+                yield json.loads(line)
             except json.JSONDecodeError:
-                messages.append({"type": "UNPARSED", "line": line})
-    return messages
+                yield {"type": "UNPARSED", "line": line}
 
 
 def run_connector(
     command: str,
     folder: Path,
-    config: dict[str, Any] | None = None,
-    catalog: dict[str, Any] | None = None,
-    state: list[dict[str, Any]] | None = None,
+    config: Any = None,
+    catalog: Any = None,
+    state: Any = None,
     timeout: float = 600,
+    flags: Iterable[str] = (),
 ) -> Run:
-    """`source-klaviyo <command>` with the given files written into `folder`."""
-    args = [CONNECTOR, command]
+    """`source-klaviyo <command> [flags]` with the given files written into `folder` (a str is written as is)."""
+    args = [CONNECTOR, command, *flags]
     for flag, content in (("--config", config), ("--catalog", catalog), ("--state", state)):
         if content is not None:
             path = folder / f"{flag.strip('-')}.json"
-            path.write_text(json.dumps(content))
+            path.write_text(content if isinstance(content, str) else json.dumps(content))
             args += [flag, str(path)]
     finished = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
-    return Run(finished.returncode, parse_lines(finished.stdout.splitlines()), finished.stderr)
+    return Run(finished.returncode, list(parse_lines(finished.stdout.splitlines())), finished.stderr)
 
 
 def configured_catalog(

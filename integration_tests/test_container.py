@@ -57,7 +57,7 @@ def in_container(engine: docker.DockerClient, secrets: Path, *args: str) -> list
         stdout=True,
         stderr=False,
     )
-    return parse_lines(output.decode().splitlines())
+    return list(parse_lines(output.decode().splitlines()))
 
 
 def write(secrets: Path, name: str, content: object) -> str:

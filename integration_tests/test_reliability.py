@@ -77,7 +77,7 @@ def test_a_sync_under_faults_completes_with_every_record_once(
         {
             "scenario": scenario,
             "expected": "completes; every record once",
-            "result": "completed" if run.returncode == 0 else f"failed: {run.errors()[:1]}",
+            "result": "completed" if run.returncode == 0 else f"failed: {[e['message'] for e in run.errors()][:1]}",
             "records_expected": sum(map(len, expected.values())),
             "records_emitted": sum(1 for stream, _ in emitted if stream != "metric_aggregates"),
             "missing": missing,
@@ -124,7 +124,7 @@ def test_when_faults_never_stop_the_retry_budget_ends_the_sync_with_a_clear_erro
         {
             "scenario": scenario,
             "expected": "a clear error within the 15 s retry budget",
-            "result": f"error after {elapsed:.0f} s: {messages[0][:120] if messages else 'none'}",
+            "result": f"error after {elapsed:.0f} s: {messages[0][:300] if messages else 'none'}",
             "records_expected": 0,
             "records_emitted": len(run.records()),
             "missing": 0,

@@ -53,6 +53,8 @@ DEFAULT_NUM_WORKERS = 10
 # an incremental events sync re-reads this much before its state. See the README.
 DEFAULT_EVENT_LOOKBACK_HOURS = 24
 MAX_NUM_WORKERS = 50
+# Shorter strings cannot be a Klaviyo key (pk_ and 34 characters); masking them would garble the message.
+MIN_MASKED_LENGTH = 8
 
 
 def parse_datetime(value: str) -> datetime:
@@ -195,18 +197,21 @@ def _is_loopback(host: str) -> bool:
 
 def parse_config(raw: Mapping[str, Any]) -> KlaviyoConfig:
     """Validate the raw config; any problem becomes one config error naming every bad field."""
-    key = raw.get("api_key") if isinstance(raw, Mapping) else None
-    if isinstance(key, str) and key:
-        update_secrets([key])  # before anything can echo it
     try:
-        return KlaviyoConfig.model_validate(raw)
+        config = KlaviyoConfig.model_validate(raw)
     except ValidationError as error:
         problems = "; ".join(_describe(problem) for problem in error.errors())
+        key = raw.get("api_key") if isinstance(raw, Mapping) else None
+        if isinstance(key, str) and len(key.strip()) >= MIN_MASKED_LENGTH:
+            problems = problems.replace(key, "****")  # in case it was pasted into a field whose error quotes it
         raise AirbyteTracedException(
             message=f"Invalid configuration: {problems}.",
             internal_message=f"Config validation failed: {problems}",
             failure_type=FailureType.config_error,
         ) from None
+    # Registered once valid: a junk value such as "t" would otherwise be masked out of every message.
+    update_secrets([config.api_key.get_secret_value()])
+    return config
 
 
 def _describe(problem: Mapping[str, Any]) -> str:

@@ -1,7 +1,8 @@
 """The command's input files (config, catalog, state), read and checked before the CDK sees them.
 
 The CDK answers an unreadable file with a traceback; these checks answer with one
-config error that names the file and what is wrong with it. A state file in the
+config error that names the file and what is wrong with it. The config is validated
+here too, before any of its values is registered as a secret. A state file in the
 legacy shape, one object mapping stream names to their states, is rewritten into
 per-stream STATE messages (with a warning) rather than refused.
 """
@@ -19,6 +20,8 @@ from airbyte_cdk.entrypoint import AirbyteEntrypoint
 from airbyte_cdk.models import AirbyteStateMessageSerializer, ConfiguredAirbyteCatalogSerializer, FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
+from source_klaviyo.config import parse_config
+
 logger = logging.getLogger("airbyte")
 
 
@@ -30,6 +33,7 @@ def checked_inputs(args: list[str]) -> tuple[list[str], Mapping[str, Any] | None
         config = _json_file(parsed.config, "config")
         if not isinstance(config, dict):
             raise _input_error(f"The config file {parsed.config} must hold a JSON object, not {type(config).__name__}.")
+        parse_config(config)  # before the CDK registers its values as secrets or echoes them
     if getattr(parsed, "catalog", None):
         catalog = _json_file(parsed.catalog, "catalog")
         try:

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from queue import Queue
 from typing import Any
 
 from airbyte_cdk.models import (
@@ -32,10 +33,13 @@ from airbyte_cdk.models import (
 from airbyte_cdk.sources.concurrent_source.concurrent_source import ConcurrentSource
 from airbyte_cdk.sources.concurrent_source.concurrent_source_adapter import ConcurrentSourceAdapter
 from airbyte_cdk.sources.connector_state_manager import ConnectorStateManager
+from airbyte_cdk.sources.message import InMemoryMessageRepository
+from airbyte_cdk.sources.message.concurrent_repository import ConcurrentMessageRepository
 from airbyte_cdk.sources.streams import Stream
 from airbyte_cdk.sources.streams.concurrent.adapters import StreamFacade
 from airbyte_cdk.sources.streams.concurrent.cursor import Cursor, CursorField, FinalStateCursor
 from airbyte_cdk.sources.streams.concurrent.default_stream import DefaultStream
+from airbyte_cdk.sources.streams.concurrent.partitions.types import QueueItem
 from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
@@ -58,6 +62,7 @@ from source_klaviyo.streams.profiles import PROFILE_CURSORS
 from source_klaviyo.windows import WindowPlanner
 
 logger = logging.getLogger("airbyte")
+QUEUE_SIZE = 10_000  # records, states and partitions in flight between the workers and stdout (the CDK's default)
 
 
 @dataclass(frozen=True)
@@ -71,18 +76,29 @@ class ReadChoices:
 class SourceKlaviyo(ConcurrentSourceAdapter):
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
         self._workers = _num_workers(config)
+        # A worker closes its window (and its cursor emits STATE) right after queueing the window's
+        # records. Emitted through the source's default repository, that STATE reaches stdout with the
+        # next record the main thread prints, ahead of records still queued: a kill then would commit
+        # state past records never delivered. Through the records' own queue, STATE follows them.
+        queue: Queue[QueueItem] = Queue(maxsize=QUEUE_SIZE)
+        self._messages = ConcurrentMessageRepository(queue, InMemoryMessageRepository())
         super().__init__(
             ConcurrentSource.create(
                 num_workers=self._workers,
                 initial_number_of_partitions_to_generate=max(1, self._workers // 2),
                 logger=logger,
                 slice_logger=self._slice_logger,
-                message_repository=self.message_repository,
+                message_repository=self._messages,
+                queue=queue,
             )
         )
         self._state: list[AirbyteStateMessage] = []
         self._choices = ReadChoices()
         self._budget: KlaviyoAPIBudget | None = None
+
+    @property
+    def message_repository(self) -> ConcurrentMessageRepository:
+        return self._messages
 
     def configure(self, config: Mapping[str, Any], temp_dir: str) -> Mapping[str, Any]:
         """Validate the config before any command runs, so a bad one ends as one clear config error."""

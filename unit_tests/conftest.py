@@ -7,6 +7,7 @@ import backoff._sync
 import pytest
 from airbyte_cdk.sources.streams.http import rate_limiting
 
+from source_klaviyo.errors import CONNECT_TIMEOUT
 from unit_tests.openapi_contract import KlaviyoContract
 
 
@@ -17,10 +18,15 @@ def contract() -> KlaviyoContract:
 
 @pytest.fixture
 def api(requests_mock, contract: KlaviyoContract) -> Iterator[object]:
-    """requests-mock for a.klaviyo.com; every request the test sent is then held to Klaviyo's spec."""
+    """requests-mock for a.klaviyo.com; every request the test sent is then held to Klaviyo's spec.
+
+    Each must also carry a connect and a read timeout: without them one stalled socket hangs a sync.
+    """
     yield requests_mock
     for call in requests_mock.request_history:
         contract.validate(call._request)
+        connect, read = call.timeout
+        assert connect == CONNECT_TIMEOUT and 0 < read <= 600, (call.url, call.timeout)
 
 
 @pytest.fixture(autouse=True)

@@ -138,7 +138,8 @@ def test_retries_end_in_a_clear_error_when_the_fault_never_clears(api, backoff_s
     assert not output.records
     assert len(data_calls(api)) == MAX_RETRIES + 1
     messages = " ".join(error.trace.error.message for error in output.errors)
-    assert "Exhausted available request attempts" in messages and "Klaviyo answered HTTP 503" in messages
+    assert "Stream 'templates' stopped after retrying up to 8 times" in messages
+    assert "the last failure: Klaviyo answered HTTP 503" in messages
     assert {error.trace.error.failure_type for error in output.errors} <= {
         FailureType.transient_error,
         FailureType.config_error,

@@ -148,6 +148,7 @@ class Simulator:
         self.stats: Counter[str] = Counter()
         # (method, path, query, body) of the latest API requests, for tests to inspect.
         self.log: deque[tuple[str, str, dict[str, str], bytes]] = deque(maxlen=100_000)
+        self.keys_seen: set[str | None] = set()  # API keys the requests carried (header or v1 query)
         self._selections: OrderedDict[tuple, list] = OrderedDict()
         self.url = ""
 
@@ -217,9 +218,10 @@ class Simulator:
         base = f"http://{headers.get('host', '127.0.0.1')}"
         if url.path.startswith("/__sim/"):
             return self.admin(method, url.path, dict(query), body)
-        if url.path.rstrip("/") == "/api/v1/campaigns":
-            return self.v1_campaigns(dict(query))
         self.log.append((method, url.path, dict(query), body))
+        self.keys_seen.add(
+            headers.get("authorization", "").removeprefix("Klaviyo-API-Key ") or dict(query).get("api_key")
+        )
         if self.faults.break_after and self.stats["requests"] > self.faults.break_after:
             return Answer(400, Violation("Simulated failure: the simulator was told to break here.").body())
         if self.faults.throttle_rate and self.random.random() < self.faults.throttle_rate:
@@ -228,6 +230,8 @@ class Simulator:
             detail = f"Request was throttled. Expected available in {wait} second{'s' if wait != 1 else ''}."
             return Answer(429, _error(429, "throttled", "Request was throttled.", detail), {"Retry-After": str(wait)})
         if not self.faults.error_rate or self.random.random() >= self.faults.error_rate:
+            if url.path.rstrip("/") == "/api/v1/campaigns":
+                return self.v1_campaigns(dict(query))
             return self.api(method, url.path, query, headers, body, base)
         self.stats["errors_injected"] += 1
         status = self.random.choice([500, 502, 503, 504])

@@ -20,6 +20,7 @@ from airbyte_cdk.models import FailureType, SyncMode
 from airbyte_cdk.sources.streams.call_rate import APIBudget
 from airbyte_cdk.sources.streams.http import HttpClient, HttpStream
 from airbyte_cdk.sources.streams.http.error_handlers import ErrorResolution, ResponseAction
+from airbyte_cdk.sources.streams.http.exceptions import BaseBackoffException
 from airbyte_cdk.sources.streams.http.requests_native_auth import TokenAuthenticator
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from requests.auth import AuthBase
@@ -27,7 +28,7 @@ from requests.auth import AuthBase
 from source_klaviyo.config import KlaviyoConfig
 from source_klaviyo.cursor import SLICE_END, SLICE_START, format_klaviyo_datetime, parse_klaviyo_datetime
 from source_klaviyo.endpoints import Endpoint, endpoint
-from source_klaviyo.errors import CONNECT_TIMEOUT, KlaviyoErrorHandler, RetryAfterBackoff, json_body
+from source_klaviyo.errors import CONNECT_TIMEOUT, MAX_RETRIES, KlaviyoErrorHandler, RetryAfterBackoff, json_body
 
 JSON_API = "application/vnd.api+json"
 
@@ -184,24 +185,34 @@ class KlaviyoStream(HttpStream, ABC):
         return record
 
     def _fetch_next_page(self, *args: Any, **kwargs: Any) -> tuple[requests.PreparedRequest, requests.Response]:
-        with self.throttling_explained():
+        with self.retries_explained():
             return super()._fetch_next_page(*args, **kwargs)
 
     @contextmanager
-    def throttling_explained(self) -> Iterator[None]:
-        """The CDK ends throttling that outlasts the retries with a bare "API rate limit exceeded.";
-        say which stream, and what to do about it."""
+    def retries_explained(self) -> Iterator[None]:
+        """When retries run out the CDK says "API rate limit exceeded." or "Exhausted available request
+        attempts"; say which stream, what kept failing, and what to do about it."""
         try:
             yield
         except AirbyteTracedException as error:
-            if error.message != "API rate limit exceeded.":
+            cause = error.__context__
+            if not isinstance(cause, BaseBackoffException):
                 raise
+            budget = f"up to {MAX_RETRIES} times within `retry_budget_seconds` ({self._config.retry_budget_seconds} s)"
+            if error.message == "API rate limit exceeded.":
+                message = (
+                    f"Klaviyo kept throttling stream '{self.name}' (HTTP 429) while it retried {budget}. Another "
+                    "client may be using the account's API quota: sync later, or raise `retry_budget_seconds`."
+                )
+            else:
+                message = (
+                    f"Stream '{self.name}' stopped after retrying {budget}; the last failure: {cause} Klaviyo or "
+                    "the network may be down: sync later, or raise `retry_budget_seconds`."
+                )
             raise AirbyteTracedException(
-                message=f"Klaviyo kept throttling stream '{self.name}' (HTTP 429) through "
-                f"{self._config.retry_budget_seconds} s of retries. Another client may be using the account's "
-                "API quota: sync later, or raise `retry_budget_seconds`.",
+                message=message,
                 internal_message=error.internal_message,
-                failure_type=FailureType.transient_error,
+                failure_type=error.failure_type,
             ) from error
 
     def get_error_handler(self) -> KlaviyoErrorHandler:
@@ -239,7 +250,7 @@ class KlaviyoStream(HttpStream, ABC):
             authenticator=self._authenticator,
             backoff_strategy=self.get_backoff_strategy(),
         )
-        with self.throttling_explained():
+        with self.retries_explained():
             _, response = client.send_request(
                 request.get("method", "GET"),
                 self._join_url(self.url_base, self.path()),

@@ -93,7 +93,7 @@ class MetricAggregates(KlaviyoStream):
     def _pages(self, query: AggregateQuery, start: datetime, end: datetime) -> Iterator[tuple[list[str], list[Any]]]:
         cursor = None
         while True:
-            with self.throttling_explained():
+            with self.retries_explained():
                 _, response = self._http_client.send_request(
                     "POST",
                     self._join_url(self.url_base, self.path()),

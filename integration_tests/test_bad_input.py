@@ -1,0 +1,299 @@
+"""Bad input ends in one clear error (or a documented reset with a warning), never a traceback.
+
+The config is fuzzed with hypothesis, in process (a command on a bad config costs milliseconds);
+the input files are broken by hand and run through the CLI. Rows go to docs/RELIABILITY.md.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+import pytest
+from airbyte_cdk.utils.airbyte_secrets_utils import update_secrets
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from integration_tests.connector_cli import configured_catalog, parse_lines, run_connector
+from integration_tests.expectations import all_history_config
+from source_klaviyo.run import run
+from source_klaviyo.source import SourceKlaviyo
+
+FIELDS = sorted(SourceKlaviyo().spec(None).connectionSpecification["properties"])
+# The CDK's words when an exception escapes a connector: never what a user should get for bad input.
+UNHANDLED = "Something went wrong in the connector"
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=3),
+    max_leaves=8,
+)
+near_misses = st.sampled_from(
+    [
+        "",
+        " ",
+        "pk_",
+        "pk_ 123",
+        "sk_0123456789abcdef",
+        "2024-01-31T00:00:00Z",
+        "2024-01-31",
+        "2024-02-30T00:00:00Z",
+        "2099-01-01T00:00:00Z",
+        "2024-01-31T00:00:00.123Z",
+        "2023-10-15",
+        "2026-07-15",
+        "http://127.0.0.1:1",
+        "https://a.klaviyo.com",
+        "https://klaviyo.com.evil.example",
+        "ftp://localhost",
+        "{",
+        '{"data": {"type": "metric-aggregate"}}',
+        "-1",
+        "0",
+        "1e9",
+    ]
+)
+numbers = st.integers(-10, 10_000) | st.sampled_from([0, 1, 50, 51, 3600, 3601, 2**63])
+values = json_values | near_misses | numbers
+nested = {
+    "backfill_window_days": st.dictionaries(st.sampled_from(["events", "lists", "nope"]), values, max_size=3),
+    "events_custom_dates": st.dictionaries(st.sampled_from(["start", "end", "other"]), values, max_size=3),
+    "metric_aggregates": st.dictionaries(st.sampled_from(["data", "type", "attributes"]), json_values, max_size=2),
+}
+
+
+@st.composite
+def configs(draw, base: dict[str, Any], fields: list[str]) -> dict[str, Any]:
+    """A valid config with some fields replaced, nested fields broken, fields removed; or any JSON object."""
+    if draw(st.integers(0, 9)) == 0:
+        return draw(st.dictionaries(st.sampled_from([*fields, "extra"]) | st.text(max_size=10), values, max_size=5))
+    config = dict(base)
+    for field in draw(st.lists(st.sampled_from(fields), max_size=3, unique=True)):
+        config[field] = draw(nested[field] if field in nested and draw(st.booleans()) else values)
+    for field in draw(st.lists(st.sampled_from(fields), max_size=2, unique=True)):
+        config.pop(field, None)
+    return config
+
+
+def run_in_process(capfd, command: str, config: dict[str, Any], folder) -> tuple[int, list[dict[str, Any]], str]:
+    """(exit code, stdout messages, all output) of `source-klaviyo <command> --config ...` in this process."""
+    path = folder / "config.json"
+    path.write_text(json.dumps(config))
+    update_secrets([])  # each example starts as a fresh process would
+    capfd.readouterr()
+    code = 0
+    try:
+        run([command, "--config", str(path)])
+    except SystemExit as exit_:
+        code = exit_.code or 0
+    out, err = capfd.readouterr()
+    return code, list(parse_lines(out.splitlines())), out + err
+
+
+def config_error(messages: list[dict[str, Any]]) -> str | None:
+    errors = [m["trace"]["error"] for m in messages if m["type"] == "TRACE" and m["trace"]["type"] == "ERROR"]
+    assert len(errors) <= 1, errors
+    if not errors:
+        return None
+    assert errors[0]["failure_type"] == "config_error", errors[0]
+    return errors[0]["message"]
+
+
+def assert_human(message: str | None) -> None:
+    assert message and len(message) > 20 and UNHANDLED not in message, message
+
+
+FUZZ = settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+def test_fuzzed_configs_get_a_catalog_or_one_config_error(capfd, tmp_path, klaviyo_sim, reliability_report):
+    base = all_history_config(klaviyo_sim.dataset, klaviyo_sim.url)
+    outcomes: Counter[str] = Counter()
+
+    @FUZZ
+    @given(config=configs(base, FIELDS))
+    def discover(config):
+        code, messages, output = run_in_process(capfd, "discover", config, tmp_path)
+        assert "Traceback" not in output and not [m for m in messages if m["type"] == "UNPARSED"], output
+        catalogs = [m for m in messages if m["type"] == "CATALOG"]
+        error = config_error(messages)
+        if catalogs:
+            assert code == 0 and error is None and len(catalogs) == 1
+            outcomes["catalog"] += 1
+        else:
+            assert code == 1
+            assert_human(error)
+            outcomes["config error"] += 1
+
+    discover()
+    reliability_report(
+        {
+            "scenario": f"config fuzz (hypothesis): discover on {sum(outcomes.values())} configs",
+            "expected": "a catalog or one config error, never a traceback",
+            "result": ", ".join(f"{count} {kind}" for kind, count in sorted(outcomes.items())) + ", 0 tracebacks",
+        }
+    )
+    assert outcomes["catalog"] and outcomes["config error"], "the fuzz reached both outcomes"
+
+
+def test_fuzzed_configs_get_a_connection_status_with_a_human_message(capfd, tmp_path, klaviyo_sim, reliability_report):
+    """check against the simulator: the config's URL stays on it, everything else is fuzzed."""
+    base = all_history_config(klaviyo_sim.dataset, klaviyo_sim.url, retry_budget_seconds=10)
+    outcomes: Counter[str] = Counter()
+
+    @FUZZ
+    @given(config=configs(base, [field for field in FIELDS if field != "api_url"]))
+    def check(config):
+        config = {**config, "api_url": klaviyo_sim.url}
+        code, messages, output = run_in_process(capfd, "check", config, tmp_path)
+        assert "Traceback" not in output and code == 0, output
+        statuses = [m["connectionStatus"] for m in messages if m["type"] == "CONNECTION_STATUS"]
+        assert len(statuses) == 1, output
+        error = config_error(messages)
+        if statuses[0]["status"] == "FAILED":
+            assert_human(statuses[0]["message"])
+        else:
+            assert error is None
+        outcomes[statuses[0]["status"]] += 1
+
+    check()
+    reliability_report(
+        {
+            "scenario": f"config fuzz (hypothesis): check on {sum(outcomes.values())} configs",
+            "expected": "SUCCEEDED, or FAILED with a human message; never a traceback",
+            "result": ", ".join(f"{count} {kind}" for kind, count in sorted(outcomes.items())) + ", 0 tracebacks",
+        }
+    )
+    assert outcomes["SUCCEEDED"] and outcomes["FAILED"], "the fuzz reached both outcomes"
+
+
+def discovered(folder, config) -> dict[str, Any]:
+    return run_connector("discover", folder, config=config).of_type("CATALOG")[0]["catalog"]
+
+
+BROKEN_FILES = [
+    ("config file that does not exist", "config", None, "cannot be read"),
+    ("config file that is not JSON", "config", '{"api_key": "pk_', "is not valid JSON"),
+    ("config file holding a list", "config", "[]", "must hold a JSON object"),
+    ("catalog file that is not JSON", "catalog", "streams:", "is not valid JSON"),
+    ("catalog without sync modes", "catalog", {"streams": [{"stream": {"name": "events"}}]}, "not a configured"),
+    ("state file that is not JSON", "state", "[{", "is not valid JSON"),
+    ("state file holding a string", "state", '"2024-01-01"', "must hold a JSON list"),
+    ("state entry that is not a STATE message", "state", [{"type": "SOMETHING"}], "is not a STATE message"),
+]
+
+
+@pytest.mark.parametrize("scenario, file, content, expected", BROKEN_FILES, ids=[row[0] for row in BROKEN_FILES])
+def test_a_broken_input_file_gets_one_config_error_naming_it(
+    klaviyo_sim, tmp_path, reliability_report, scenario, file, content, expected
+):
+    config = all_history_config(klaviyo_sim.dataset, klaviyo_sim.url)
+    files = {"config": config, "catalog": configured_catalog(discovered(tmp_path, config), ["lists"]), "state": []}
+    files[file] = content
+    args = {name: value for name, value in files.items() if value is not None}
+    if content is None:
+        args["flags"] = [f"--{file}", str(tmp_path / "missing.json")]
+    run = run_connector("read", tmp_path, **args)
+
+    messages = [error["message"] for error in run.errors()]
+    reliability_report(
+        {
+            "scenario": scenario,
+            "expected": f"one config error: {expected}",
+            "result": " | ".join(messages).replace(f"{tmp_path}/", ""),
+        }
+    )
+    assert run.returncode == 1 and "Traceback" not in run.text
+    assert len(messages) == 1 and expected in messages[0] and f"{file} file" in messages[0], messages
+    assert [e["failure_type"] for e in run.errors()] == ["config_error"]
+    assert not run.records()
+
+
+def test_a_catalog_with_a_stream_this_connector_does_not_have_gets_a_config_error(
+    klaviyo_sim, tmp_path, reliability_report
+):
+    config = all_history_config(klaviyo_sim.dataset, klaviyo_sim.url)
+    catalog = configured_catalog(discovered(tmp_path, config), ["lists"])
+    lists = catalog["streams"][0]
+    catalog["streams"].append({**lists, "stream": {**lists["stream"], "name": "orders"}})
+    run = run_connector("read", tmp_path, config=config, catalog=catalog)
+
+    messages = [error["message"] for error in run.errors()]
+    reliability_report(
+        {
+            "scenario": "catalog selecting an unknown stream",
+            "expected": "one config error naming it",
+            "result": " | ".join(messages),
+        }
+    )
+    assert run.returncode == 1 and len(messages) == 1 and "orders" in messages[0] and "Refresh" in messages[0]
+    assert not run.records()
+
+
+def test_legacy_state_is_read_as_per_stream_state_with_a_warning(klaviyo_sim, tmp_path, reliability_report):
+    config = all_history_config(klaviyo_sim.dataset, klaviyo_sim.url)
+    catalog = configured_catalog(discovered(tmp_path, config), ["lists", "segments"])
+    first = run_connector("read", tmp_path, config=config, catalog=catalog)
+    legacy = {stream: first.stream_state(stream) for stream in ("lists", "segments")}
+    resumed = run_connector("read", tmp_path, config=config, catalog=catalog, state=legacy)
+
+    warnings = [m["log"]["message"] for m in resumed.of_type("LOG") if m["log"]["level"] == "WARN"]
+    reliability_report(
+        {
+            "scenario": "state file in the legacy shape {stream: state}",
+            "expected": "a warning; read resumes from it",
+            "result": f"{len(resumed.records())} of {len(first.records())} records re-read",
+        }
+    )
+    assert resumed.returncode == 0 and any("legacy shape" in warning for warning in warnings), warnings
+    assert len(resumed.records()) < len(first.records())
+    for stream, state in legacy.items():
+        # Records updated at the cursor are re-read (it is inclusive); nothing older is.
+        cursor = datetime.fromisoformat(state["updated"])
+        assert all(datetime.fromisoformat(record["updated"]) >= cursor for record in resumed.records(stream))
+
+
+@pytest.mark.parametrize(
+    "scenario, stream_state",
+    [
+        ("state with another cursor's key", {"created": "2024-01-01T00:00:00+00:00"}),
+        ("state whose cursor is not a datetime", {"updated": "yesterday"}),
+        ("concurrent state with broken slices", {"state_type": "date-range", "slices": [{"start": 1}]}),
+    ],
+    ids=["other-cursor", "not-a-datetime", "broken-slices"],
+)
+def test_unusable_state_is_dropped_with_a_warning_and_the_stream_read_from_its_backfill_window(
+    klaviyo_sim, tmp_path, reliability_report, scenario, stream_state
+):
+    config = all_history_config(klaviyo_sim.dataset, klaviyo_sim.url)
+    catalog = configured_catalog(discovered(tmp_path, config), ["lists"])
+    fresh = run_connector("read", tmp_path, config=config, catalog=catalog)
+    state = [{"type": "STREAM", "stream": {"stream_descriptor": {"name": "lists"}, "stream_state": stream_state}}]
+    run = run_connector("read", tmp_path, config=config, catalog=catalog, state=state)
+
+    warnings = [m["log"]["message"] for m in run.of_type("LOG") if m["log"]["level"] == "WARN"]
+    reliability_report(
+        {
+            "scenario": scenario,
+            "expected": "a warning; the stream is read as on a first sync",
+            "result": f"{len(run.records())} of {len(fresh.records())} records read",
+            "records_expected": len(fresh.records()),
+            "records_emitted": len(run.records()),
+        }
+    )
+    assert run.returncode == 0 and any("Ignoring the state of stream lists" in w for w in warnings), warnings
+    assert sorted(r["id"] for r in run.records()) == sorted(r["id"] for r in fresh.records())
+
+
+def test_check_with_an_unreadable_config_reports_failed(tmp_path):
+    run = run_connector("check", tmp_path, config='{"api_key": ')
+    statuses = [m["connectionStatus"] for m in run.of_type("CONNECTION_STATUS")]
+    assert run.returncode == 0 and "Traceback" not in run.text
+    assert statuses and statuses[0]["status"] == "FAILED" and "is not valid JSON" in statuses[0]["message"]
