@@ -46,18 +46,27 @@ def secrets(tmp_path: Path) -> Path:
 
 
 def in_container(engine: docker.DockerClient, secrets: Path, *args: str) -> list[dict]:
+    """The command's stdout messages, read once the container has exited.
+
+    Not `containers.run(...)` without detach: it follows the log stream while the container runs,
+    and podman's stream ends early now and then, dropping the last part of the output.
+    """
     for path in secrets.iterdir():
         path.chmod(0o644)
-    output = engine.containers.run(
+    container = engine.containers.run(
         TAG,
         list(args),
         volumes={str(secrets): {"bind": "/secrets", "mode": "ro"}},
         network_mode="host",  # the simulator listens on the host's loopback
-        remove=True,
-        stdout=True,
-        stderr=False,
+        detach=True,
     )
-    return list(parse_lines(output.decode().splitlines()))
+    try:
+        status = container.wait(timeout=600)["StatusCode"]
+        output = container.logs(stdout=True, stderr=False).decode()
+        assert status == 0, f"exit {status}: {container.logs(stdout=False, stderr=True).decode()[-2000:]}"
+    finally:
+        container.remove(force=True)
+    return list(parse_lines(output.splitlines()))
 
 
 def write(secrets: Path, name: str, content: object) -> str:
