@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from integration_tests.connector_cli import CONNECTOR, configured_catalog, run_connector  # noqa: E402
+from integration_tests.connector_cli import CONNECTOR, configured_catalog, discovered_catalog  # noqa: E402
 from integration_tests.klaviyo_sim import FULL_ACCESS_KEY  # noqa: E402
 
 DEFAULT_SCENARIOS = [
@@ -105,7 +105,7 @@ def run(scenario: str, folder: Path) -> Result:
     sim, url = simulator(stream, int(size), int(latency))
     try:
         config = {"api_key": FULL_ACCESS_KEY, "api_url": url}
-        discovered = run_connector("discover", folder, config=config).of_type("CATALOG")[0]["catalog"]
+        discovered = discovered_catalog(folder, config)
         (folder / "config.json").write_text(json.dumps(config))
         (folder / "catalog.json").write_text(json.dumps(configured_catalog(discovered, [stream])))
         started = time.monotonic()

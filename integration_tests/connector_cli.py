@@ -78,6 +78,11 @@ def run_connector(
     return Run(finished.returncode, list(parse_lines(finished.stdout.splitlines())), finished.stderr)
 
 
+def discovered_catalog(folder: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """The catalog `source-klaviyo discover` prints for `config`."""
+    return run_connector("discover", folder, config=config).of_type("CATALOG")[0]["catalog"]
+
+
 def configured_catalog(
     discovered: dict[str, Any], streams: Iterable[str] | None = None, incremental: bool = True
 ) -> dict[str, Any]:

@@ -9,13 +9,13 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from integration_tests.conftest import NOW
-from integration_tests.connector_cli import configured_catalog, run_connector
+from integration_tests.connector_cli import configured_catalog, discovered_catalog, run_connector
 from integration_tests.klaviyo_sim import FULL_ACCESS_KEY, Dataset, Simulator, Sizes
 
 
 def read(sim, folder, streams, **extra):
     config = {"api_key": FULL_ACCESS_KEY, "api_url": sim.url, **extra}
-    discovered = run_connector("discover", folder, config=config).of_type("CATALOG")[0]["catalog"]
+    discovered = discovered_catalog(folder, config)
     return run_connector("read", folder, config=config, catalog=configured_catalog(discovered, streams))
 
 

@@ -16,7 +16,7 @@ from airbyte_cdk.utils.airbyte_secrets_utils import update_secrets
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from integration_tests.connector_cli import configured_catalog, parse_lines, run_connector
+from integration_tests.connector_cli import configured_catalog, discovered_catalog, parse_lines, run_connector
 from integration_tests.expectations import all_history_config
 from source_klaviyo.run import run
 from source_klaviyo.source import SourceKlaviyo
@@ -105,6 +105,16 @@ def assert_human(message: str | None) -> None:
     assert message and len(message) > 20 and UNHANDLED not in message, message
 
 
+def report_fuzz(reliability_report, command: str, outcomes: Counter[str], expected: str) -> None:
+    reliability_report(
+        {
+            "scenario": f"config fuzz (hypothesis): {command} on {sum(outcomes.values())} configs",
+            "expected": expected,
+            "result": ", ".join(f"{count} {kind}" for kind, count in sorted(outcomes.items())) + ", 0 tracebacks",
+        }
+    )
+
+
 FUZZ = settings(
     max_examples=150,
     deadline=None,
@@ -133,13 +143,7 @@ def test_fuzzed_configs_get_a_catalog_or_one_config_error(capfd, tmp_path, klavi
             outcomes["config error"] += 1
 
     discover()
-    reliability_report(
-        {
-            "scenario": f"config fuzz (hypothesis): discover on {sum(outcomes.values())} configs",
-            "expected": "a catalog or one config error, never a traceback",
-            "result": ", ".join(f"{count} {kind}" for kind, count in sorted(outcomes.items())) + ", 0 tracebacks",
-        }
-    )
+    report_fuzz(reliability_report, "discover", outcomes, "a catalog or one config error, never a traceback")
     assert outcomes["catalog"] and outcomes["config error"], "the fuzz reached both outcomes"
 
 
@@ -164,18 +168,8 @@ def test_fuzzed_configs_get_a_connection_status_with_a_human_message(capfd, tmp_
         outcomes[statuses[0]["status"]] += 1
 
     check()
-    reliability_report(
-        {
-            "scenario": f"config fuzz (hypothesis): check on {sum(outcomes.values())} configs",
-            "expected": "SUCCEEDED, or FAILED with a human message; never a traceback",
-            "result": ", ".join(f"{count} {kind}" for kind, count in sorted(outcomes.items())) + ", 0 tracebacks",
-        }
-    )
+    report_fuzz(reliability_report, "check", outcomes, "SUCCEEDED, or FAILED with a human message; never a traceback")
     assert outcomes["SUCCEEDED"] and outcomes["FAILED"], "the fuzz reached both outcomes"
-
-
-def discovered(folder, config) -> dict[str, Any]:
-    return run_connector("discover", folder, config=config).of_type("CATALOG")[0]["catalog"]
 
 
 BROKEN_FILES = [
@@ -195,7 +189,8 @@ def test_a_broken_input_file_gets_one_config_error_naming_it(
     klaviyo_sim, tmp_path, reliability_report, scenario, file, content, expected
 ):
     config = all_history_config(klaviyo_sim.dataset, klaviyo_sim.url)
-    files = {"config": config, "catalog": configured_catalog(discovered(tmp_path, config), ["lists"]), "state": []}
+    catalog = configured_catalog(discovered_catalog(tmp_path, config), ["lists"])
+    files = {"config": config, "catalog": catalog, "state": []}
     files[file] = content
     args = {name: value for name, value in files.items() if value is not None}
     if content is None:
@@ -220,7 +215,7 @@ def test_a_catalog_with_a_stream_this_connector_does_not_have_gets_a_config_erro
     klaviyo_sim, tmp_path, reliability_report
 ):
     config = all_history_config(klaviyo_sim.dataset, klaviyo_sim.url)
-    catalog = configured_catalog(discovered(tmp_path, config), ["lists"])
+    catalog = configured_catalog(discovered_catalog(tmp_path, config), ["lists"])
     lists = catalog["streams"][0]
     catalog["streams"].append({**lists, "stream": {**lists["stream"], "name": "orders"}})
     run = run_connector("read", tmp_path, config=config, catalog=catalog)
@@ -239,7 +234,7 @@ def test_a_catalog_with_a_stream_this_connector_does_not_have_gets_a_config_erro
 
 def test_legacy_state_is_read_as_per_stream_state_with_a_warning(klaviyo_sim, tmp_path, reliability_report):
     config = all_history_config(klaviyo_sim.dataset, klaviyo_sim.url)
-    catalog = configured_catalog(discovered(tmp_path, config), ["lists", "segments"])
+    catalog = configured_catalog(discovered_catalog(tmp_path, config), ["lists", "segments"])
     first = run_connector("read", tmp_path, config=config, catalog=catalog)
     legacy = {stream: first.stream_state(stream) for stream in ("lists", "segments")}
     resumed = run_connector("read", tmp_path, config=config, catalog=catalog, state=legacy)
@@ -273,7 +268,7 @@ def test_unusable_state_is_dropped_with_a_warning_and_the_stream_read_from_its_b
     klaviyo_sim, tmp_path, reliability_report, scenario, stream_state
 ):
     config = all_history_config(klaviyo_sim.dataset, klaviyo_sim.url)
-    catalog = configured_catalog(discovered(tmp_path, config), ["lists"])
+    catalog = configured_catalog(discovered_catalog(tmp_path, config), ["lists"])
     fresh = run_connector("read", tmp_path, config=config, catalog=catalog)
     state = [{"type": "STREAM", "stream": {"stream_descriptor": {"name": "lists"}, "stream_state": stream_state}}]
     run = run_connector("read", tmp_path, config=config, catalog=catalog, state=state)

@@ -16,7 +16,7 @@ import docker
 import pytest
 from docker.errors import DockerException
 
-from integration_tests.connector_cli import configured_catalog, parse_lines, run_connector
+from integration_tests.connector_cli import configured_catalog, discovered_catalog, parse_lines, run_connector
 from integration_tests.klaviyo_sim import FULL_ACCESS_KEY
 from integration_tests.klaviyo_sim.data import DAY, iso
 
@@ -102,7 +102,7 @@ def test_a_read_in_the_image_returns_the_clis_records(engine, secrets, klaviyo_s
     # A start_date inside the data: both reads then start at the same moment, whatever their clocks say.
     start = iso(klaviyo_sim.dataset.now - 20 * DAY).replace("+00:00", "Z")
     settings = {"api_key": FULL_ACCESS_KEY, "api_url": klaviyo_sim.url, "start_date": start}
-    discovered = run_connector("discover", tmp_path, config=settings).of_type("CATALOG")[0]["catalog"]
+    discovered = discovered_catalog(tmp_path, settings)
     catalog = configured_catalog(discovered, ["lists", "metrics", "events", "campaigns_email"])
     config_path, catalog_path = write(secrets, "config.json", settings), write(secrets, "catalog.json", catalog)
 

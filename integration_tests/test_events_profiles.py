@@ -9,7 +9,7 @@ import pytest
 from jsonschema import Draft7Validator
 
 from integration_tests.conftest import NOW
-from integration_tests.connector_cli import configured_catalog, run_connector
+from integration_tests.connector_cli import configured_catalog, discovered_catalog, run_connector
 from integration_tests.klaviyo_sim import FULL_ACCESS_KEY, Dataset, Faults, Simulator, Sizes
 from integration_tests.klaviyo_sim.contract import parse_filter
 from integration_tests.klaviyo_sim.data import DAY, iso
@@ -42,7 +42,7 @@ def settings(sim: Simulator, **extra) -> dict:
 
 
 def catalog(sim: Simulator, folder, streams, cursor_field=None) -> dict:
-    discovered = run_connector("discover", folder, config=settings(sim)).of_type("CATALOG")[0]["catalog"]
+    discovered = discovered_catalog(folder, settings(sim))
     configured = configured_catalog(discovered, streams)
     if cursor_field:
         for entry in configured["streams"]:

@@ -20,7 +20,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from integration_tests.conftest import NOW
-from integration_tests.connector_cli import CONNECTOR, configured_catalog, parse_lines, run_connector
+from integration_tests.connector_cli import (
+    CONNECTOR,
+    configured_catalog,
+    discovered_catalog,
+    parse_lines,
+    run_connector,
+)
 from integration_tests.expectations import all_history_config, all_history_ids
 from integration_tests.klaviyo_sim import Dataset, Faults, Simulator, Sizes
 from source_klaviyo.cursor import parse_klaviyo_datetime
@@ -80,7 +86,7 @@ def test_killed_reads_resumed_from_their_last_state_deliver_every_record(
         expected = all_history_ids(sim.dataset)
         total = sum(len(expected[stream]) for stream in STREAMS)
         config = all_history_config(sim.dataset, sim.url, num_workers=workers)
-        discovered = run_connector("discover", folder, config=config).of_type("CATALOG")[0]["catalog"]
+        discovered = discovered_catalog(folder, config)
         catalog = configured_catalog(discovered, STREAMS)
         delivered, state, exits = defaultdict(set), {}, []
         for kill_after in [*(max(1, int(share * total)) for share in kills), None]:
@@ -121,7 +127,7 @@ def test_killed_reads_resumed_from_their_last_state_deliver_every_record(
 def test_no_record_printed_after_a_state_is_older_than_that_state(klaviyo_sim, tmp_path, workers):
     """What a destination commits at a STATE is final: records still to come are all newer than it."""
     config = all_history_config(klaviyo_sim.dataset, klaviyo_sim.url, num_workers=workers)
-    discovered = run_connector("discover", tmp_path, config=config).of_type("CATALOG")[0]["catalog"]
+    discovered = discovered_catalog(tmp_path, config)
     run = run_connector("read", tmp_path, config=config, catalog=configured_catalog(discovered, STREAMS))
     cursors = {"events": "datetime", "profiles": "created"}
     committed: dict[str, datetime] = {}

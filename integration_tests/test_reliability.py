@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from integration_tests.conftest import NOW
-from integration_tests.connector_cli import configured_catalog, run_connector
+from integration_tests.connector_cli import configured_catalog, discovered_catalog, run_connector
 from integration_tests.expectations import all_history_config, all_history_ids
 from integration_tests.klaviyo_sim import Dataset, Faults, Simulator, Sizes
 
@@ -57,7 +57,7 @@ def sim() -> Iterator[Simulator]:
 
 def read_everything(sim: Simulator, folder, **extra):
     config = all_history_config(sim.dataset, sim.url, **extra)
-    discovered = run_connector("discover", folder, config=config).of_type("CATALOG")[0]["catalog"]
+    discovered = discovered_catalog(folder, config)
     return run_connector("read", folder, config=config, catalog=configured_catalog(discovered), timeout=900)
 
 
@@ -114,7 +114,7 @@ def test_when_faults_never_stop_the_retry_budget_ends_the_sync_with_a_clear_erro
 ):
     sim.faults.update(faults)
     config = all_history_config(sim.dataset, sim.url, retry_budget_seconds=15, request_timeout_seconds=1)
-    discovered = run_connector("discover", tmp_path, config=config).of_type("CATALOG")[0]["catalog"]
+    discovered = discovered_catalog(tmp_path, config)
     started = time.monotonic()
     run = run_connector("read", tmp_path, config=config, catalog=configured_catalog(discovered, ["lists"]), timeout=300)
     elapsed = time.monotonic() - started

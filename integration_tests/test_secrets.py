@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from integration_tests.connector_cli import configured_catalog, run_connector
+from integration_tests.connector_cli import configured_catalog, discovered_catalog, run_connector
 from integration_tests.expectations import all_history_config
 from integration_tests.klaviyo_sim import key_without
 
@@ -27,8 +27,7 @@ def leaks(text: str) -> list[str]:
 
 
 def catalog_for(folder, config, streams) -> dict[str, Any]:
-    discovered = run_connector("discover", folder, config={**config, "api_key": CANARY})
-    return configured_catalog(discovered.of_type("CATALOG")[0]["catalog"], streams)
+    return configured_catalog(discovered_catalog(folder, {**config, "api_key": CANARY}), streams)
 
 
 @dataclass(frozen=True)

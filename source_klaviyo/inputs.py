@@ -36,12 +36,8 @@ def checked_inputs(args: list[str]) -> tuple[list[str], Mapping[str, Any] | None
         parse_config(config)  # before the CDK registers its values as secrets or echoes them
     if getattr(parsed, "catalog", None):
         catalog = _json_file(parsed.catalog, "catalog")
-        try:
-            ConfiguredAirbyteCatalogSerializer.load(catalog)
-        except Exception as error:  # the serializer raises several kinds of validation error
-            raise _input_error(
-                f"The catalog file {parsed.catalog} is not a configured catalog: {_summary(error)}"
-            ) from None
+        what = f"The catalog file {parsed.catalog}"
+        _check_shape(ConfiguredAirbyteCatalogSerializer, catalog, what, "configured catalog")
     if getattr(parsed, "state", None):
         args = _checked_state(args, parsed.state)
     return args, config
@@ -64,13 +60,15 @@ def _checked_state(args: list[str], path: str) -> list[str]:
     if not isinstance(state, list):
         raise _input_error(f"The state file {path} must hold a JSON list of STATE messages.")
     for index, message in enumerate(state):
-        try:
-            AirbyteStateMessageSerializer.load(message)
-        except Exception as error:  # the serializer raises several kinds of validation error
-            raise _input_error(
-                f"Entry {index} of the state file {path} is not a STATE message: {_summary(error)}"
-            ) from None
+        _check_shape(AirbyteStateMessageSerializer, message, f"Entry {index} of the state file {path}", "STATE message")
     return args
+
+
+def _check_shape(serializer: Any, document: Any, what: str, shape: str) -> None:
+    try:
+        serializer.load(document)
+    except Exception as error:  # the serializer raises several kinds of validation error
+        raise _input_error(f"{what} is not a {shape}: {_summary(error)}") from None
 
 
 def _json_file(path: str, what: str) -> Any:
