@@ -4,9 +4,10 @@
 
 Klaviyo publishes one spec per revision (github.com/klaviyo/openapi). The
 simulator and the tests need only the operations the connector calls and the
-components they reference, about a fifth of the whole; keeping that part in
-the repository lets both run on a clone without anything beside it. A test
-checks the copy still equals a fresh trim when the full specs are present.
+simulator serves, with the components they reference: a fraction of the whole.
+Keeping that part in the repository lets both run on a clone without anything
+beside it. A test checks the copy still equals a fresh trim when the full specs
+are present.
 """
 
 from __future__ import annotations
@@ -18,15 +19,31 @@ from typing import Any
 
 OUT_DIR = Path(__file__).resolve().parents[1] / "integration_tests" / "klaviyo_sim" / "openapi"
 REVISIONS = ("2026-07-15", "2023-10-15")
+# Path (after /api/, without the trailing slash 2023-10-15 adds) -> method. Templated paths are
+# written as the spec writes them; a revision without the path (forms in 2023-10-15) just lacks it.
 OPERATIONS = {
     "campaigns": "get",
+    "campaigns/{id}/campaign-messages": "get",
     "templates": "get",
     "profiles": "get",
     "events": "get",
     "metrics": "get",
     "lists": "get",
+    "lists/{id}/profiles": "get",
     "segments": "get",
+    "segments/{id}/profiles": "get",
     "flows": "get",
+    "flows/{id}/flow-actions": "get",
+    "flow-actions/{id}/flow-messages": "get",
+    "tags": "get",
+    "tag-groups": "get",
+    "coupons": "get",
+    "coupons/{id}/coupon-codes": "get",
+    "coupon-codes": "get",
+    "forms": "get",
+    "catalog-items": "get",
+    "catalog-variants": "get",
+    "catalog-categories": "get",
     "metric-aggregates": "post",
 }
 

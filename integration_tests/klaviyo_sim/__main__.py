@@ -1,4 +1,7 @@
-"""python -m integration_tests.klaviyo_sim --port 8765 --events 100000 [options]: serve until interrupted."""
+"""python -m integration_tests.klaviyo_sim --port 8765 --events 100000 [options]: serve until interrupted.
+
+Every field of Sizes (record counts, shares such as --member-share 0.2) and of Faults is an option.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,11 @@ from dataclasses import fields
 
 from integration_tests.klaviyo_sim.data import Dataset, Sizes, parse_now
 from integration_tests.klaviyo_sim.server import FULL_ACCESS_KEY, Faults, Simulator
+
+
+def _kind(item) -> type:
+    """A dataclass field's type (the annotations are strings under `from __future__ import annotations`)."""
+    return item.type if isinstance(item.type, type) else {"float": float, "bool": bool, "int": int}[item.type]
 
 
 def arguments() -> argparse.Namespace:
@@ -24,10 +32,10 @@ def arguments() -> argparse.Namespace:
     )
     for item in fields(Sizes):
         parser.add_argument(
-            f"--{item.name.replace('_', '-')}", type=int, default=item.default, help=f"default {item.default}"
+            f"--{item.name.replace('_', '-')}", type=_kind(item), default=item.default, help=f"default {item.default}"
         )
     for item in fields(Faults):
-        kind = item.type if isinstance(item.type, type) else {"float": float, "bool": bool, "int": int}[item.type]
+        kind = _kind(item)
         if kind is bool:
             parser.add_argument(f"--{item.name.replace('_', '-')}", action="store_true")
         else:

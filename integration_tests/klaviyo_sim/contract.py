@@ -5,7 +5,9 @@ request, so it never slows a benchmark) and the tests hold requests and
 responses to the spec with it and `ResponseContract`. What is checked comes
 from the spec itself: the operation's query parameters (name, type, enum,
 minimum, maximum, required), the fields and operators its `filter`
-description allows, and the request body schema.
+description allows, and the request body schema. Paths match the spec's
+templates (`/api/flows/{id}/flow-actions`), so a request for one flow's
+actions finds its operation, scopes, rate limits and parameters.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ from referencing.jsonschema import DRAFT4
 SPEC_DIR = Path(os.environ.get("KLAVIYO_SIM_OPENAPI_DIR", Path(__file__).parent / "openapi"))
 _ALLOWED = re.compile(r"`([^`]+)`\s*:\s*((?:`[^`]+`(?:,\s*)?)+)")
 _COMPARISONS = {"greater-than", "greater-or-equal", "less-than", "less-or-equal"}
+_PREDICTIVE = re.compile(
+    r"predictive_analytics` parameter in your API request:<br>Burst: `(\d+)/s`<br>Steady: `(\d+)/m`"
+)
+_CHANNEL = re.compile(r"equals\(messages\.channel,'([a-z_]+)'\)")
 
 
 @dataclass(frozen=True)
@@ -101,12 +107,18 @@ class Operation:
     """One operation of one revision, compiled for checking requests."""
 
     def __init__(self, document: Mapping[str, Any], method: str, path: str, operation: Mapping[str, Any]) -> None:
-        self.method, self.path = method.upper(), path
+        self.method, self.path = method.upper(), path  # path as the spec writes it, maybe templated
         self.operation_id = operation["operationId"]
         self.scopes = tuple(operation.get("x-klaviyo-scopes", ()))
         limits = operation.get("x-klaviyo-ratelimit", {})
         self.burst = int(limits.get("burst", "0/s").split("/")[0])
         self.steady = int(limits.get("steady", "0/m").split("/")[0])
+        self.description = operation.get("description", "")
+        # The tier the description gives when additional-fields[profile]=predictive_analytics is asked.
+        predictive = _PREDICTIVE.search(self.description)
+        self.predictive_limits = (int(predictive[1]), int(predictive[2])) if predictive else None
+        # Channels the description names in its required campaign filter (email, sms, mobile_push).
+        self.channels = tuple(dict.fromkeys(_CHANNEL.findall(self.description)))
         self.query: dict[str, Mapping[str, Any]] = {}
         self.required: set[str] = set()
         self.filters: dict[str, set[str]] = {}
@@ -123,6 +135,7 @@ class Operation:
                     field: set(re.findall(r"`([^`]+)`", ops))
                     for field, ops in _ALLOWED.findall(parameter.get("description", ""))
                 }
+        self.pageable = "page[cursor]" in self.query  # without it the revision serves a single page
         self.body_validator: OAS30Validator | None = None
         if "requestBody" in operation:
             content_type = next(iter(operation["requestBody"]["content"]))
@@ -194,7 +207,7 @@ class Operation:
 
 
 class RequestContract:
-    """Every operation of one revision, by (method, exact path)."""
+    """Every operation of one revision, by (method, path): exact paths first, then the spec's templates."""
 
     def __init__(self, revision: str) -> None:
         self.revision = revision
@@ -204,9 +217,36 @@ class RequestContract:
             for path, item in self.document["paths"].items()
             for method, operation in item.items()
         }
+        # A template's variables match one path segment each: `/api/flows/{id}/flow-actions`.
+        self.templates = [
+            (method, re.compile("".join(_segment(part) for part in re.split(r"(\{[^}/]+\})", path))), operation)
+            for (method, path), operation in self.operations.items()
+            if "{" in path
+        ]
 
     def operation(self, method: str, path: str) -> Operation | None:
-        return self.operations.get((method.upper(), path))
+        """The operation a request path is for (exact or templated), or None."""
+        found = self.match(method, path)
+        return found[0] if found else None
+
+    def match(self, method: str, path: str) -> tuple[Operation, dict[str, str]] | None:
+        """(operation, path variables) for a request path, e.g. ({id: "XyZ"}) for /api/flows/XyZ/flow-actions."""
+        method = method.upper()
+        operation = self.operations.get((method, path))
+        if operation is not None and "{" not in path:
+            return operation, {}
+        for template_method, pattern, operation in self.templates:
+            if template_method == method:
+                found = pattern.fullmatch(path)
+                if found:
+                    return operation, found.groupdict()
+        return None
+
+
+def _segment(part: str) -> str:
+    if part.startswith("{") and part.endswith("}"):
+        return f"(?P<{part[1:-1]}>[^/]+)"
+    return re.escape(part)
 
 
 @cache

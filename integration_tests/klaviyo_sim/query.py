@@ -45,6 +45,7 @@ def terms_of(expression: str | None) -> list[Term]:
 
 
 def matches(record: Record, terms: Sequence[Term]) -> bool:
+    """Whether the record satisfies every term (its `times`, then `fields`, then `attributes`)."""
     for operator, field, value in terms:
         if field in record.times:
             actual: Any = record.times[field]
@@ -54,6 +55,10 @@ def matches(record: Record, terms: Sequence[Term]) -> bool:
             actual = record.attributes.get(field)
         if operator in COMPARE:
             if actual is None or not COMPARE[operator](actual, value):
+                return False
+        elif isinstance(actual, list):  # a to-many link (an item's categories): one of them must match
+            wanted = value if operator == "any" else [value]
+            if operator not in ("equals", "any") or not any(item in actual for item in wanted):
                 return False
         elif operator == "equals":
             if actual != value:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from integration_tests.klaviyo_sim.data import Record
@@ -11,6 +11,7 @@ CURRENT, RETIRED = "2026-07-15", "2023-10-15"
 
 TYPES = {
     "campaigns": "campaign",
+    "campaign-messages": "campaign-message",
     "templates": "template",
     "profiles": "profile",
     "events": "event",
@@ -18,8 +19,19 @@ TYPES = {
     "lists": "list",
     "segments": "segment",
     "flows": "flow",
+    "flow-actions": "flow-action",
+    "flow-messages": "flow-message",
+    "tags": "tag",
+    "tag-groups": "tag-group",
+    "coupons": "coupon",
+    "coupon-codes": "coupon-code",
+    "forms": "form",
+    "catalog-items": "catalog-item",
+    "catalog-variants": "catalog-variant",
+    "catalog-categories": "catalog-category",
 }
-# Attributes the retired revision does not have.
+# Attributes the retired revision does not have. (Records whose shape differs more between the
+# revisions keep their 2023-10-15 attributes in record.extra["retired"].)
 NOT_IN_RETIRED = {
     "templates": {"amp"},
     "lists": {"opt_in_process"},
@@ -30,10 +42,13 @@ NOT_IN_RETIRED = {
 RELATIONSHIPS = {
     CURRENT: {
         "campaigns": {"campaign-messages": "campaign-message", "tags": "tag"},
+        "campaign-messages": {"campaign": "campaign", "template": "template"},
         "metrics": {"flow-triggers": "flow"},
         "lists": {"profiles": "profile", "tags": "tag", "flow-triggers": "flow"},
         "segments": {"profiles": "profile", "tags": "tag", "flow-triggers": "flow"},
         "flows": {"flow-actions": "flow-action", "tags": "tag"},
+        "flow-actions": {"flow": "flow", "flow-messages": "flow-message"},
+        "flow-messages": {"flow-action": "flow-action", "template": "template"},
         "profiles": {
             "lists": "list",
             "segments": "segment",
@@ -41,20 +56,63 @@ RELATIONSHIPS = {
             "conversations": "conversation",
         },
         "events": {"profile": "profile", "metric": "metric", "attributions": "attribution"},
+        "tags": {
+            "tag-group": "tag-group",
+            "lists": "list",
+            "segments": "segment",
+            "campaigns": "campaign",
+            "flows": "flow",
+        },
+        "tag-groups": {"tags": "tag"},
+        "coupon-codes": {"coupon": "coupon", "profile": "profile"},
+        "forms": {"form-versions": "form-version"},
+        "catalog-items": {"variants": "catalog-variant"},
+        "catalog-variants": {"item": "catalog-item"},
+        "catalog-categories": {"items": "catalog-item"},
     },
     RETIRED: {
         "campaigns": {"campaign-messages": "campaign-message", "tags": "tag"},
+        "campaign-messages": {"campaign": "campaign", "template": "template"},
         "lists": {"profiles": "profile", "tags": "tag"},
         "segments": {"profiles": "profile", "tags": "tag"},
         "flows": {"flow-actions": "flow-action", "tags": "tag"},
+        "flow-actions": {"flow": "flow", "flow-messages": "flow-message"},
+        "flow-messages": {"flow-action": "flow-action", "template": "template"},
         "profiles": {"lists": "list", "segments": "segment"},
         "events": {"profile": "profile", "metric": "metric"},
+        "tags": {
+            "tag-group": "tag-group",
+            "lists": "list",
+            "segments": "segment",
+            "campaigns": "campaign",
+            "flows": "flow",
+        },
+        "tag-groups": {"tags": "tag"},
+        "coupon-codes": {"coupon": "coupon", "profile": "profile"},
+        "catalog-items": {"variants": "catalog-variant"},
+        "catalog-variants": {"item": "catalog-item"},
+        "catalog-categories": {"items": "catalog-item"},
     },
 }
 # To-one relationships (their linkage is an object, not a list).
-TO_ONE = {"profile", "metric"}
-# Relationships Klaviyo sends as links only (the linkage would be huge or needs include=).
-LINKS_ONLY = {"profiles", "lists", "segments", "push-tokens", "conversations", "flow-triggers"}
+TO_ONE = {"profile", "metric", "campaign", "template", "flow", "flow-action", "tag-group", "coupon", "item"}
+# To-many relationships 2026-07-15 sends with their linkage even when not included; every other
+# to-many relationship comes as links only unless the request includes it (include=tags, ...).
+# 2023-10-15 requires `data` in every relationship it describes, so it always sends the linkage.
+LINKAGE_ALWAYS = {"campaign-messages", "flow-actions", "flow-messages"}
+# include= name -> the collection whose records it adds to `included` (other names add nothing).
+INCLUDED_COLLECTION = {
+    "campaign-messages": "campaign-messages",
+    "tags": "tags",
+    "flow-actions": "flow-actions",
+    "campaign": "campaigns",
+    "template": "templates",
+    "tag-group": "tag-groups",
+    "coupon": "coupons",
+    "variants": "catalog-variants",
+    "metric": "metrics",
+    "profile": "profiles",
+}
 
 
 def path_of(collection: str, revision: str) -> str:
@@ -62,10 +120,17 @@ def path_of(collection: str, revision: str) -> str:
 
 
 def render(
-    collection: str, record: Record, revision: str, base: str, extra_attributes: Mapping[str, Any] = {}
+    collection: str,
+    record: Record,
+    revision: str,
+    base: str,
+    extra_attributes: Mapping[str, Any] = {},
+    included: Collection[str] = (),
 ) -> dict[str, Any]:
-    """One resource object: type, id, attributes, relationships and links."""
-    attributes = dict(record.attributes)
+    """One resource object: type, id, attributes, relationships and links. `included` names the
+    relationships the request includes, whose linkage is then always sent."""
+    retired = record.extra.get("retired") if revision == RETIRED else None
+    attributes = dict(retired if retired is not None else record.attributes)
     for name in NOT_IN_RETIRED.get(collection, ()) if revision == RETIRED else ():
         attributes.pop(name, None)
     if collection == "campaigns":
@@ -80,23 +145,46 @@ def render(
     }
     relationships = RELATIONSHIPS[revision].get(collection)
     if relationships:
-        resource["relationships"] = {
-            name: _relationship(name, related_type, record, self_link, revision)
-            for name, related_type in relationships.items()
-        }
+        rendered = {}
+        for name, related_type in relationships.items():
+            relationship = _relationship(name, related_type, record, self_link, revision, name in included)
+            if relationship is not None:
+                rendered[name] = relationship
+        resource["relationships"] = rendered
     return resource
 
 
-def _relationship(name: str, related_type: str, record: Record, self_link: str, revision: str) -> dict[str, Any]:
+def _relationship(
+    name: str, related_type: str, record: Record, self_link: str, revision: str, included: bool
+) -> dict[str, Any] | None:
     links = {"self": f"{self_link}relationships/{name}/", "related": f"{self_link}{name}/"}
-    if name in LINKS_ONLY and revision == CURRENT:
-        return {"links": links}
     ids = record.relationships.get(name, [])
     if name in TO_ONE:
-        data: Any = {"type": related_type, "id": ids[0]} if ids else None
-    else:
-        data = [{"type": related_type, "id": related_id} for related_id in ids]
-    return {"data": data, "links": links}
+        if ids:
+            return {"data": {"type": related_type, "id": ids[0]}, "links": links}
+        # Nothing to link (an unassigned coupon code's profile): 2023-10-15 would need `data`.
+        return None if revision == RETIRED else {"links": links}
+    if revision == CURRENT and not included and name not in LINKAGE_ALWAYS:
+        return {"links": links}
+    return {"data": [{"type": related_type, "id": related_id} for related_id in ids], "links": links}
+
+
+def render_attribution(event: Record, base: str) -> dict[str, Any]:
+    """The attribution resource of an event (2026-07-15 include=attributions): the event, and the
+    campaign and campaign message or the flow and flow message it is attributed to."""
+    attribution = event.extra["attribution"]
+    attribution_id = event.relationships["attributions"][0]
+    self_link = f"{base}/api/attributions/{attribution_id}/"
+
+    def linked(name: str, related_type: str, related_id: str) -> dict[str, Any]:
+        links = {"self": f"{self_link}relationships/{name}/", "related": f"{self_link}{name}/"}
+        return {"data": {"type": related_type, "id": related_id}, "links": links}
+
+    relationships = {"event": linked("event", "event", event.id)}
+    for name in ("campaign", "campaign-message", "flow", "flow-message"):
+        if attribution.get(name):
+            relationships[name] = linked(name, name, attribution[name])
+    return {"type": "attribution", "id": attribution_id, "relationships": relationships, "links": {"self": self_link}}
 
 
 def _campaign_options(attributes: Mapping[str, Any], channel: str, revision: str) -> dict[str, Any]:
@@ -118,16 +206,20 @@ def _campaign_options(attributes: Mapping[str, Any], channel: str, revision: str
                 "options_static": {"datetime": send_time, "is_local": False, "send_past_recipients_immediately": False},
             },
         }
-    tracking = (
-        {"add_tracking_params": False, "is_tracking_clicks": True, "is_tracking_opens": True}
-        if channel == "email"
-        else {"add_tracking_params": False, "is_tracking_clicks": True}
-    )
-    return {
+    options: dict[str, Any] = {
         "send_options": {"use_smart_sending": True},
-        "tracking_options": tracking,
         "send_strategy": {"method": "static", "datetime": send_time},
     }
+    if channel == "email":
+        options["tracking_options"] = {
+            "add_tracking_params": False,
+            "is_tracking_clicks": True,
+            "is_tracking_opens": True,
+        }
+    elif channel == "sms":
+        options["tracking_options"] = {"add_tracking_params": False, "is_tracking_clicks": True}
+    # mobile push campaigns have no tracking options (the attribute is optional)
+    return options
 
 
 def profile_extras(record: Record, wanted: set[str], revision: str) -> dict[str, Any]:
@@ -135,16 +227,20 @@ def profile_extras(record: Record, wanted: set[str], revision: str) -> dict[str,
     extras: dict[str, Any] = {}
     created = record.attributes["created"]
     if "subscriptions" in wanted:
+        suppression = record.extra.get("suppression", [])
+        list_suppressions = record.extra.get("list_suppressions", [])
+        unsubscribed = any(item["reason"] == "UNSUBSCRIBE" for item in suppression)
+        changes = [created] + [item["timestamp"] for item in suppression + list_suppressions]
         email = {
             "marketing": {
-                "can_receive_email_marketing": True,
-                "consent": "SUBSCRIBED",
+                "can_receive_email_marketing": not suppression,
+                "consent": "UNSUBSCRIBED" if unsubscribed else "SUBSCRIBED",
                 "consent_timestamp": created,
-                "last_updated": created,
+                "last_updated": max(changes),
                 "method": "PREFERENCE_PAGE",
                 "double_optin": True,
-                "suppression": [],
-                "list_suppressions": [],
+                "suppression": suppression,
+                "list_suppressions": list_suppressions,
             }
         }
         sms = {

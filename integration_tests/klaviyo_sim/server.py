@@ -25,7 +25,7 @@ import orjson
 
 from integration_tests.klaviyo_sim import resources
 from integration_tests.klaviyo_sim.aggregates import aggregate, page_of
-from integration_tests.klaviyo_sim.contract import Violation, request_contract
+from integration_tests.klaviyo_sim.contract import Operation, Violation, request_contract
 from integration_tests.klaviyo_sim.data import Dataset, Record, iso
 from integration_tests.klaviyo_sim.query import COMPARE, decode_cursor, encode_cursor, matches, select, terms_of
 
@@ -52,11 +52,35 @@ READ_SCOPES = frozenset(
         "list:read",
         "segments:read",
         "flows:read",
+        "tags:read",
+        "coupons:read",
+        "coupon-codes:read",
+        "forms:read",
+        "catalogs:read",
     }
 )
-# Page sizes of endpoints whose revision takes no page[size].
-FIXED_PAGE_SIZES = {"metrics": 200, "events": 200, "campaigns": 10, "templates": 10, "lists": 10, "segments": 10}
-PREDICTIVE_LIMITS = (10, 150)  # burst/s, steady/m when profiles ask for predictive_analytics
+# Page sizes of endpoints whose revision takes no page[size] (what their descriptions promise);
+# None: the whole collection in one page (campaign messages are not paged at all).
+FIXED_PAGE_SIZES: dict[str, int | None] = {
+    "metrics": 200,
+    "events": 200,
+    "campaigns": 10,
+    "templates": 10,
+    "lists": 10,
+    "segments": 10,
+    "tags": 50,
+    "tag-groups": 25,
+    "coupons": 100,
+    "coupon-codes": 100,
+    "catalog-items": 100,
+    "catalog-variants": 100,
+    "catalog-categories": 100,
+    "campaign-messages": None,
+}
+# Collections Klaviyo lists without their archived records unless the filter says equals(archived,true).
+ARCHIVABLE = ("campaigns", "flows")
+SUPPRESSION = "subscriptions.email.marketing.suppression."
+LIST_SUPPRESSION = "subscriptions.email.marketing.list_suppressions."
 
 
 def key_without(*scopes: str) -> str:
@@ -64,12 +88,18 @@ def key_without(*scopes: str) -> str:
     return "pk_sim_without_" + "_".join(scope.replace(":", "-") for scope in scopes)
 
 
+def _scope_of(part: str) -> str:
+    """A key's `coupon-codes-read` back to `coupon-codes:read` (the action, after the last dash, has none)."""
+    name, _, action = part.rpartition("-")
+    return f"{name}:{action}" if name else part
+
+
 def scopes_of(key: str | None) -> frozenset[str] | None:
     """The scopes a key holds; None for a key the account does not know."""
     if key == FULL_ACCESS_KEY:
         return READ_SCOPES
     if key and key.startswith("pk_sim_without_"):
-        missing = {part.replace("-", ":") for part in key.removeprefix("pk_sim_without_").split("_")}
+        missing = {_scope_of(part) for part in key.removeprefix("pk_sim_without_").split("_")}
         return READ_SCOPES - missing
     return None
 
@@ -172,6 +202,10 @@ class Simulator:
                     return
         except (ConnectionError, asyncio.IncompleteReadError):
             return
+        except asyncio.CancelledError:
+            # stop() cancels connections still waiting for a request; ending quietly keeps asyncio's
+            # stream callback from logging the cancellation as an error.
+            return
         finally:
             writer.close()
 
@@ -257,9 +291,10 @@ class Simulator:
         body: bytes,
         base: str,
     ) -> Answer:
-        operation = request_contract(revision).operation(method, path)
-        if operation is None:
+        found = request_contract(revision).match(method, path)
+        if found is None:
             return Answer(404, Violation(f"{method} {path} does not exist in revision {revision}.", status=404).body())
+        operation, variables = found
         auth = headers.get("authorization", "")
         scopes = scopes_of(auth.removeprefix("Klaviyo-API-Key ")) if auth.startswith("Klaviyo-API-Key ") else None
         if scopes is None:
@@ -272,16 +307,17 @@ class Simulator:
                     "Incorrect authentication credentials.",
                 ),
             )
-        if not set(operation.scopes) <= scopes:
-            detail = f"You do not have permission to perform this action. Missing scope: {', '.join(operation.scopes)}."
+        missing = [scope for scope in operation.scopes if scope not in scopes]
+        if missing:
+            detail = f"You do not have permission to perform this action. Missing scope: {', '.join(missing)}."
             return Answer(
                 403, _error(403, "permission_denied", "You do not have permission to perform this action.", detail)
             )
         params = dict(query)
         burst, steady = operation.burst, operation.steady
         bucket: tuple = (ACCOUNT, operation.operation_id)
-        if "predictive_analytics" in params.get("additional-fields[profile]", ""):
-            burst, steady = PREDICTIVE_LIMITS
+        if operation.predictive_limits and "predictive_analytics" in params.get("additional-fields[profile]", ""):
+            burst, steady = operation.predictive_limits  # the tier the operation's description gives
             bucket = (ACCOUNT, operation.operation_id, "predictive")
         retry_after, limit, remaining = self.limiter.take(bucket, burst, steady)
         if retry_after is not None:
@@ -299,11 +335,13 @@ class Simulator:
         violation = operation.check(query, parsed_body)
         if violation:
             return Answer(violation.status, violation.body())
-        collection = path.strip("/").split("/")[1]
-        if collection == "metric-aggregates":
+        parts = operation.path.strip("/").split("/")  # api, collection[, {id}, child collection]
+        if parts[1] == "metric-aggregates":
             answer = self.metric_aggregates(parsed_body, revision, base, path)
+        elif len(parts) == 4:
+            answer = self.collection(parts[3], revision, params, base, path, operation, (parts[1], variables["id"]))
         else:
-            answer = self.collection(collection, revision, params, base, path, operation.query)
+            answer = self.collection(parts[1], revision, params, base, path, operation)
         if limit and answer.status == 200:
             answer.headers.update(
                 {"RateLimit-Limit": str(limit), "RateLimit-Remaining": str(remaining), "RateLimit-Reset": "1"}
@@ -312,81 +350,145 @@ class Simulator:
 
     # -- collections ------------------------------------------------------------------------
     def collection(
-        self, name: str, revision: str, params: dict[str, str], base: str, path: str, schema: dict
+        self,
+        name: str,
+        revision: str,
+        params: dict[str, str],
+        base: str,
+        path: str,
+        operation: Operation,
+        parent: tuple[str, str] | None = None,
     ) -> Answer:
-        size_schema = schema.get("page[size]")
-        size = int(params.get("page[size]") or (size_schema or {}).get("default") or FIXED_PAGE_SIZES[name])
+        """A page of a collection, or of a parent's children (parent = (collection, id)) such as a
+        flow's actions or a list's members (name "profiles" under "lists" or "segments")."""
+        if parent is not None and self.dataset.find(*parent) is None:
+            kind = resources.TYPES.get(parent[0], parent[0]).replace("-", " ")
+            return Answer(404, _error(404, "not_found", "Not found.", f"A {kind} with id {parent[1]} does not exist."))
+        members = parent is not None and name == "profiles"
+        size_schema = operation.query.get("page[size]")
+        if size_schema is not None:
+            size: int | None = int(params.get("page[size]") or size_schema.get("default") or 0) or None
+        else:
+            size = FIXED_PAGE_SIZES.get(name)
         offset = decode_cursor(params.get("page[cursor]"))
         if offset is None:
             return Answer(400, Violation("The page cursor is not valid.", "page[cursor]").body())
         terms = terms_of(params.get("filter"))
-        if name == "campaigns" and not any(field == "messages.channel" and op == "equals" for op, field, _ in terms):
-            return Answer(
-                400,
-                Violation(
-                    "A channel filter is required: equals(messages.channel,'email'|'sms'|'mobile_push').", "filter"
-                ).body(),
-            )
-        if name == "campaigns" and not any(field == "archived" for _, field, _ in terms):
-            terms.append(("equals", "archived", False))  # Klaviyo lists archived campaigns only when asked
-        chosen = self._selection(name, params.get("filter"), tuple(terms), params.get("sort"))
-        page = chosen[offset : offset + size]
-        records = [self._record(name, item) for item in page]
-        extras: dict[str, Any] = {}
+        problem = self._rule_of_the_endpoint(name, parent, terms, operation)
+        if problem:
+            return Answer(400, problem.body())
+        if name in ARCHIVABLE and parent is None and not any(field == "archived" for _, field, _ in terms):
+            terms.append(("equals", "archived", False))  # Klaviyo lists archived ones only when asked
+        chosen = self._selection(name, parent, params.get("filter"), tuple(terms), params.get("sort"))
+        end = len(chosen) if size is None else offset + size
+        page = chosen[offset:end]
+        include = list(dict.fromkeys(params["include"].split(","))) if params.get("include") else []
         wanted = set(params.get("additional-fields[profile]", "").split(",")) - {""}
-        data = []
-        for record in records:
+        records, data = [], []
+        for item in page:
+            record, extras = self._record(name, item, members)
             if name == "profiles" and wanted:
-                extras = resources.profile_extras(record, wanted, revision)
-            data.append(resources.render(name, record, revision, base, extras))
+                extras.update(resources.profile_extras(record, wanted, revision))
+            records.append(record)
+            data.append(resources.render(name, record, revision, base, extras, include))
         links = {"self": f"{base}{path}" + (f"?{urlencode(params)}" if params else "")}
-        if offset + size < len(chosen):
-            links["next"] = f"{base}{path}?{urlencode({**params, 'page[cursor]': encode_cursor(offset + size)})}"
-        if offset:
+        # A revision without page[cursor] on the operation cannot follow a next link: one page only.
+        if operation.pageable and end < len(chosen):
+            links["next"] = f"{base}{path}?{urlencode({**params, 'page[cursor]': encode_cursor(end)})}"
+        if operation.pageable and offset and size:
             links["prev"] = (
                 f"{base}{path}?{urlencode({**params, 'page[cursor]': encode_cursor(max(0, offset - size))})}"
             )
         document: dict[str, Any] = {"data": data, "links": links}
-        include = set(params.get("include", "").split(",")) - {""}
-        if name == "events" and include:
+        if include:
             document["included"] = self._included(records, include, revision, base)
         return Answer(200, document)
 
-    def _included(self, events: list[Record], include: set[str], revision: str, base: str) -> list[dict]:
+    @staticmethod
+    def _rule_of_the_endpoint(
+        name: str, parent: tuple[str, str] | None, terms: list, operation: Operation
+    ) -> Violation | None:
+        """What an endpoint's description demands beyond its parameters."""
+        if name == "campaigns":
+            channels = [value for op, field, value in terms if field == "messages.channel" and op == "equals"]
+            if not channels:
+                named = "|".join(f"'{channel}'" for channel in operation.channels or ("email", "sms"))
+                return Violation(f"A channel filter is required: equals(messages.channel,{named}).", "filter")
+            if operation.channels and any(channel not in operation.channels for channel in channels):
+                return Violation(
+                    f"'{channels[0]}' is not a valid channel; choose from {list(operation.channels)}.", "filter"
+                )
+        if name == "coupon-codes" and parent is None:
+            if not any(field in ("coupon.id", "profile.id") for _, field, _ in terms):
+                return Violation(
+                    "A coupon or profile filter is required: equals(coupon.id,'...'), any(coupon.id,[...]), "
+                    "equals(profile.id,'...') or any(profile.id,[...]).",
+                    "filter",
+                )
+        return None
+
+    def _included(self, records: list[Record], include: list[str], revision: str, base: str) -> list[dict]:
+        """The related resources a request includes, each once, in the order they are first linked."""
         seen: dict[tuple, dict] = {}
-        metrics = {metric.id: metric for metric in self.dataset.metrics}
-        profiles = self.dataset.profiles
-        for event in events:
-            if "metric" in include and ("metric", event.fields["metric_id"]) not in seen:
-                metric = metrics[event.fields["metric_id"]]
-                seen[("metric", metric.id)] = resources.render("metrics", metric, revision, base)
-            if "profile" in include:
-                profile_id = event.fields["profile_id"]
-                if ("profile", profile_id) not in seen:
-                    seen[("profile", profile_id)] = resources.render(
-                        "profiles", profiles.record(profiles.ids.index(profile_id)), revision, base
-                    )
+        for record in records:
+            for name in include:
+                if name == "attributions":
+                    attribution = record.relationships.get("attributions")
+                    if attribution and ("attribution", attribution[0]) not in seen:
+                        seen[("attribution", attribution[0])] = resources.render_attribution(record, base)
+                    continue
+                target = resources.INCLUDED_COLLECTION.get(name)
+                if target is None:  # a relationship the simulator holds nothing for (images, flow triggers)
+                    continue
+                for related_id in record.relationships.get(name, []):
+                    if (target, related_id) in seen:
+                        continue
+                    related = self._lookup(target, related_id)
+                    if related is not None:
+                        seen[(target, related_id)] = resources.render(target, related, revision, base)
         return list(seen.values())
 
-    def _record(self, name: str, item: Any) -> Record:
-        if name == "events":
-            return self.dataset.events.record(item)
-        if name == "profiles":
-            return self.dataset.profiles.record(item)
-        return item
+    def _lookup(self, collection: str, record_id: str) -> Record | None:
+        if collection == "profiles":
+            index = self.dataset.profiles.index_of(record_id)
+            return None if index is None else self.dataset.profiles.record(index)
+        return self.dataset.find(collection, record_id)
 
-    def _selection(self, name: str, expression: str | None, terms: tuple, sort: str | None) -> list:
-        """The full ordered result of a query, kept for its pages (the dataset does not change under it)."""
-        key = (name, expression, terms, sort, self.dataset.visible_until, self.dataset.late_events)
+    def _record(self, name: str, item: Any, members: bool) -> tuple[Record, dict[str, Any]]:
+        """The record of a selected item, and the attributes to add to it."""
+        if members:
+            index, joined = item
+            return self.dataset.profiles.record(index), {"joined_group_at": iso(joined)}
+        if name == "events":
+            return self.dataset.events.record(item), {}
+        if name == "profiles":
+            record = self.dataset.profiles.record(item)
+            shown = iso(self.dataset.visible_until)  # a suppression shows up at its own time
+            for kind in ("suppression", "list_suppressions"):
+                record.extra[kind] = [entry for entry in record.extra[kind] if entry["timestamp"] <= shown]
+            return record, {}
+        return item, {}
+
+    def _selection(
+        self, name: str, parent: tuple[str, str] | None, expression: str | None, terms: tuple, sort: str | None
+    ) -> list:
+        """The full ordered result of a query, kept for its pages (until the dataset changes)."""
+        dataset = self.dataset
+        frozen = tuple((op, field, tuple(value) if isinstance(value, list) else value) for op, field, value in terms)
+        key = (name, parent, expression, frozen, sort, dataset.visible_until, dataset.late_events, dataset.version)
         if key in self._selections:
             self._selections.move_to_end(key)
             return self._selections[key]
-        if name == "events":
-            chosen: list = self._select_events(list(terms), sort)
+        if parent is not None and name == "profiles":
+            chosen: list = self._select_members(parent, list(terms), sort)
+        elif parent is not None:
+            chosen = select(dataset.children(name, parent[1]), terms, sort)
+        elif name == "events":
+            chosen = self._select_events(list(terms), sort)
         elif name == "profiles":
             chosen = self._select_profiles(list(terms), sort)
         else:
-            chosen = select(self.dataset.collection(name), terms, sort)
+            chosen = select(dataset.collection(name), terms, sort)
         self._selections[key] = chosen
         if len(self._selections) > 64:
             self._selections.popitem(last=False)
@@ -426,19 +528,53 @@ class Simulator:
     def _select_profiles(self, terms: list, sort: str | None) -> list:
         profiles = self.dataset.profiles
         visible = self.dataset.visible_until
-        chosen = [i for i in range(profiles.count) if profiles.updated[i] <= visible]
+        # To a query on suppressions a profile is there once created: its suppressions show up at their own times.
+        on_suppressions = any(name.startswith((SUPPRESSION, LIST_SUPPRESSION)) for _, name, _ in terms)
+        shown_from = profiles.created if on_suppressions else profiles.updated
+        chosen = [i for i in range(profiles.count) if shown_from[i] <= visible]
         times = {"created": profiles.created, "updated": profiles.updated}
         rest = []
         for operator, name, value in terms:
             if name in times and operator in COMPARE:
                 values, compare = times[name], COMPARE[operator]
                 chosen = [i for i in chosen if compare(values[i], value)]
+            elif name.startswith((SUPPRESSION, LIST_SUPPRESSION)):
+                chosen = [i for i in chosen if _suppression_matches(self.dataset, i, operator, name, value)]
             else:
                 rest.append((operator, name, value))
         if rest:
             chosen = [i for i in chosen if matches(profiles.record(i), rest)]
-        if sort and sort.lstrip("-") in times:
-            chosen.sort(key=times[sort.lstrip("-")].__getitem__, reverse=sort.startswith("-"))
+        field = (sort or "").lstrip("-")
+        descending = (sort or "").startswith("-")
+        if field in times:
+            chosen.sort(key=times[field].__getitem__, reverse=descending)
+        elif field in (SUPPRESSION + "timestamp", LIST_SUPPRESSION + "timestamp"):
+            # Profiles holding such a suppression in timestamp order (a list-suppressed profile by its
+            # newest list suppression); the others follow in their usual order, whichever the direction.
+            dataset = self.dataset
+            if field.startswith(SUPPRESSION):
+                stamps = {i: held[1] for i in chosen if (held := dataset.suppression(i))}
+            else:
+                stamps = {i: max(at for *_, at in held) for i in chosen if (held := dataset.list_suppressions(i))}
+            having = sorted(stamps, key=stamps.__getitem__, reverse=descending)
+            chosen = having + [i for i in chosen if i not in stamps]
+        return chosen
+
+    def _select_members(self, parent: tuple[str, str], terms: list, sort: str | None) -> list:
+        """(profile index, joined_group_at) of a list's or segment's visible members."""
+        profiles = self.dataset.profiles
+        chosen = self.dataset.members(*parent)
+        rest = []
+        for operator, name, value in terms:
+            if name == "joined_group_at" and operator in COMPARE:
+                compare = COMPARE[operator]
+                chosen = [(i, at) for i, at in chosen if compare(at, value)]
+            else:
+                rest.append((operator, "id" if name == "profile_id" else name, value))
+        if rest:
+            chosen = [(i, at) for i, at in chosen if matches(profiles.record(i), rest)]
+        if sort:
+            chosen = sorted(chosen, key=lambda member: member[1], reverse=sort.startswith("-"))
         return chosen
 
     def metric_aggregates(self, body: dict, revision: str, base: str, path: str) -> Answer:
@@ -511,6 +647,24 @@ class Simulator:
         if path == "/__sim/reveal" and method == "POST":
             self.dataset.reveal()
             return Answer(200, {"visible_until": iso(self.dataset.visible_until)}, content_type="application/json")
+        if path == "/__sim/delete" and method == "POST":
+            # {"collection": "flows", "id": "..."}: the record (and its children) disappear from now on.
+            try:
+                request = orjson.loads(body or b"{}")
+                collection, record_id = request["collection"], request["id"]
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                return Answer(
+                    400, {"detail": 'expected {"collection": ..., "id": ...}'}, content_type="application/json"
+                )
+            try:
+                deleted = self.dataset.delete(collection, record_id)
+            except KeyError as error:
+                return Answer(404, {"detail": error.args[0]}, content_type="application/json")
+            return Answer(
+                200,
+                {"deleted": [{"collection": name, "id": item} for name, item in deleted]},
+                content_type="application/json",
+            )
         return Answer(404, {"detail": f"no admin route {method} {path}"}, content_type="application/json")
 
     # -- running --------------------------------------------------------------------------------
@@ -562,6 +716,30 @@ class SimulatorThread:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+def _suppression_matches(dataset: Dataset, index: int, operator: str, name: str, value: Any) -> bool:
+    """Whether one of profile `index`'s (global or list) email suppressions shown now satisfies the term; a
+    profile without such a suppression never does."""
+    if name.startswith(SUPPRESSION):
+        held = dataset.suppression(index)
+        entries = [{"reason": held[0], "timestamp": held[1]}] if held else []
+        field = name.removeprefix(SUPPRESSION)
+    else:
+        entries = [
+            {"list_id": list_id, "reason": reason, "timestamp": at}
+            for list_id, reason, at in dataset.list_suppressions(index)
+        ]
+        field = name.removeprefix(LIST_SUPPRESSION)
+    for entry in entries:
+        actual = entry.get(field)
+        if operator in COMPARE and actual is not None and COMPARE[operator](actual, value):
+            return True
+        if operator == "equals" and actual == value:
+            return True
+        if operator == "any" and actual in value:
+            return True
+    return False
 
 
 def _error(status: int, code: str, title: str, detail: str) -> dict[str, Any]:
