@@ -9,9 +9,12 @@ from pathlib import Path
 import pytest
 
 from integration_tests.klaviyo_sim import Dataset, Faults, Simulator, Sizes
+from source_klaviyo.clock import NOW_VARIABLE, format_klaviyo_datetime
 
-# One pinned "now" for the whole run, so data and the expectations computed from it agree.
+# One pinned "now" for the whole run, for the simulators' data and every connector the tests start
+# (they inherit SOURCE_KLAVIYO_NOW), so data, reads and the expectations computed from them agree.
 NOW = int(datetime.now(timezone.utc).timestamp())
+os.environ[NOW_VARIABLE] = format_klaviyo_datetime(datetime.fromtimestamp(NOW, timezone.utc))
 SMALL = Sizes(campaigns=30, templates=24, lists=25, segments=25, flows=9, profiles=300, events=2_000, event_days=45)
 
 

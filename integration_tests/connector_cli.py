@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterable, Iterator
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,16 +67,35 @@ def run_connector(
     state: Any = None,
     timeout: float = 600,
     flags: Iterable[str] = (),
+    after_records: tuple[int, Callable[[], None]] | None = None,
 ) -> Run:
-    """`source-klaviyo <command> [flags]` with the given files written into `folder` (a str is written as is)."""
+    """`source-klaviyo <command> [flags]` with the given files written into `folder` (a str is written as is).
+
+    `after_records=(n, action)` calls `action` as soon as the n-th record has been printed, while the
+    connector goes on reading (e.g. to change the simulator's faults in the middle of a read).
+    """
     args = [CONNECTOR, command, *flags]
     for flag, content in (("--config", config), ("--catalog", catalog), ("--state", state)):
         if content is not None:
             path = folder / f"{flag.strip('-')}.json"
             path.write_text(content if isinstance(content, str) else json.dumps(content))
             args += [flag, str(path)]
-    finished = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
-    return Run(finished.returncode, list(parse_lines(finished.stdout.splitlines())), finished.stderr)
+    if after_records is None:
+        finished = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+        return Run(finished.returncode, list(parse_lines(finished.stdout.splitlines())), finished.stderr)
+    count, action = after_records
+    with tempfile.TemporaryFile("w+") as stderr:
+        process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, text=True)
+        messages, records = [], 0
+        for message in parse_lines(process.stdout):
+            messages.append(message)
+            records += message["type"] == "RECORD"
+            if message["type"] == "RECORD" and records == count:
+                action()
+        process.stdout.close()
+        returncode = process.wait(timeout)
+        stderr.seek(0)
+        return Run(returncode, messages, stderr.read())
 
 
 def discovered_catalog(folder: Path, config: dict[str, Any]) -> dict[str, Any]:

@@ -2,12 +2,36 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from integration_tests.klaviyo_sim import FULL_ACCESS_KEY, Dataset
 from integration_tests.klaviyo_sim.data import DAY, iso
 
 WINDOWED = ("events", "profiles", "templates", "lists", "segments", "campaigns_email", "campaigns_sms", "flows")
+# Streams whose primary key is a pair: rows are keyed (parent id, profile id).
+PAIRS = {"list_memberships": "list_id", "segment_memberships": "segment_id", "list_exclusions": "list_id"}
+# Collections read whole, stream -> the simulator's collection.
+WHOLE = {
+    "metrics": "metrics",
+    "flows": "flows",
+    "campaign_messages": "campaign-messages",
+    "flow_actions": "flow-actions",
+    "flow_messages": "flow-messages",
+    "tags": "tags",
+    "tag_groups": "tag-groups",
+    "coupons": "coupons",
+    "coupon_codes": "coupon-codes",
+    "forms": "forms",
+    "catalog_items": "catalog-items",
+    "catalog_variants": "catalog-variants",
+    "catalog_categories": "catalog-categories",
+}
+
+
+def key(stream: str, record: dict[str, Any]) -> Any:
+    """A record's primary key: its id, or (parent id, profile id) for membership and list exclusion rows."""
+    return (record[PAIRS[stream]], record["profile_id"]) if stream in PAIRS else record["id"]
 
 
 def utc(epoch: int) -> str:
@@ -38,26 +62,42 @@ def all_history_config(dataset: Dataset, url: str, key: str = FULL_ACCESS_KEY, *
         "api_url": url,
         "backfill_window_days": dict.fromkeys(WINDOWED, 0),
         "events_custom_dates": {"start": utc(start), "end": utc(end)},
-        "metric_aggregates": {"data": {"type": "metric-aggregate", "attributes": aggregate}},
+        "metric_aggregates": json.dumps({"data": {"type": "metric-aggregate", "attributes": aggregate}}),
+        "legacy_v1_campaigns": True,
         **extra,
     }
 
 
-def all_history_ids(dataset: Dataset) -> dict[str, set[str]]:
-    """Every stream's ids under all_history_config (metric_aggregates aside: its ids are hashes)."""
+def all_history_ids(dataset: Dataset) -> dict[str, set[Any]]:
+    """Every stream's keys (see `key`) under all_history_config (metric_aggregates aside: its ids are hashes)."""
     events = dataset.events
     start, end = custom_dates(dataset)
     campaigns = dataset.collection("campaigns")
     visible = range(events.first_at_or_after(dataset.visible_until + 1))
+    profiles = dataset.profiles
+    shown = [i for i in range(profiles.count) if profiles.updated[i] <= dataset.visible_until]
     return {
         "campaigns_v1": {c.id for c in campaigns},
-        "campaigns_email": {c.id for c in campaigns if c.fields["messages.channel"] == "email"},
-        "campaigns_sms": {c.id for c in campaigns if c.fields["messages.channel"] == "sms"},
+        **{
+            f"campaigns_{name}": {c.id for c in campaigns if c.fields["messages.channel"] == channel}
+            for name, channel in (("email", "email"), ("sms", "sms"), ("push", "mobile_push"))
+        },
+        **{stream: {r.id for r in dataset.collection(name)} for stream, name in WHOLE.items()},
         "templates": {r.id for r in dataset.collection("templates")},
-        "metrics": {r.id for r in dataset.collection("metrics")},
         "lists": {r.id for r in dataset.collection("lists")},
         "segments": {r.id for r in dataset.collection("segments")},
-        "flows": {r.id for r in dataset.collection("flows")},
+        **{
+            f"{kind[:-1]}_memberships": {
+                (parent.id, profiles.ids[index])
+                for parent in dataset.collection(kind)
+                for index, _ in dataset.members(kind, parent.id)
+            }
+            for kind in ("lists", "segments")
+        },
+        "global_exclusions": {profiles.ids[i] for i in shown if dataset.suppression(i)},
+        "list_exclusions": {
+            (list_id, profiles.ids[i]) for i in shown for list_id, _, _ in dataset.list_suppressions(i)
+        },
         "profiles": {
             dataset.profiles.ids[i]
             for i in range(dataset.profiles.count)
@@ -68,3 +108,20 @@ def all_history_ids(dataset: Dataset) -> dict[str, set[str]]:
             events.record(i).id for i in range(events.first_at_or_after(start + 1), events.first_at_or_after(end + 1))
         },
     }
+
+
+def default_window_ids(dataset: Dataset) -> dict[str, set[str]]:
+    """Every stream's ids on a first sync with only a key set: each stream's own backfill window, read at
+    the simulator's now (the connector under test reads the same pinned now)."""
+    ids = all_history_ids(dataset)
+    two_years = dataset.now - 730 * DAY
+    for stream in ("templates", "lists", "segments"):
+        ids[stream] = {r.id for r in dataset.collection(stream) if r.times["updated"] >= two_years}
+    profiles = dataset.profiles
+    ids["profiles"] = {profiles.ids[i] for i in range(profiles.count) if profiles.created[i] >= two_years}
+    events = dataset.events
+    first = events.first_at_or_after(dataset.now - 30 * DAY)
+    ids["events"] = {events.record(i).id for i in range(first, events.first_at_or_after(dataset.now))}
+    for stream in ("campaigns_v1", "events_custom_dates"):  # not offered without their settings
+        del ids[stream]
+    return ids

@@ -92,7 +92,7 @@ def test_aggregate_rows_equal_the_simulators_events_over_a_range_longer_than_a_y
 
 
 def test_campaigns_v1_reads_every_campaign_through_page_and_count(klaviyo_sim, tmp_path):
-    run = read(klaviyo_sim, tmp_path, ["campaigns_v1"])
+    run = read(klaviyo_sim, tmp_path, ["campaigns_v1"], legacy_v1_campaigns=True)
     assert run.returncode == 0, run.errors()
     assert {record["id"] for record in run.records()} == {c.id for c in klaviyo_sim.dataset.collection("campaigns")}
     assert all(record["created"].endswith("+00:00") for record in run.records())
@@ -100,9 +100,9 @@ def test_campaigns_v1_reads_every_campaign_through_page_and_count(klaviyo_sim, t
 
 def test_the_retired_v1_api_gives_one_clear_error_and_never_shows_the_key(klaviyo_sim, tmp_path):
     klaviyo_sim.faults.v1_gone = True
-    run = read(klaviyo_sim, tmp_path, ["campaigns_v1", "lists"])
+    run = read(klaviyo_sim, tmp_path, ["campaigns_v1", "lists"], legacy_v1_campaigns=True)
 
     assert run.returncode == 1 and not run.records()
     (error,) = run.errors()
-    assert "campaigns_email and campaigns_sms" in error["message"]
+    assert "campaigns_email, campaigns_sms and campaigns_push" in error["message"]
     assert FULL_ACCESS_KEY not in run.text

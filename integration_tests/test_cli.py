@@ -7,66 +7,45 @@ from jsonschema import Draft7Validator
 
 from integration_tests.conftest import NOW
 from integration_tests.connector_cli import configured_catalog, run_connector
+from integration_tests.expectations import default_window_ids, key, utc
 from integration_tests.klaviyo_sim import FULL_ACCESS_KEY, key_without
 from integration_tests.klaviyo_sim.data import DAY, Dataset, iso
+from source_klaviyo.streams import STREAM_CLASSES
 
-STREAMS = [
-    "campaigns_v1",
-    "campaigns_email",
-    "campaigns_sms",
-    "templates",
-    "profiles",
-    "events",
-    "events_custom_dates",
-    "metrics",
-    "lists",
-    "segments",
-    "flows",
-    "metric_aggregates",
-]
-WINDOWED = {"templates": 730, "lists": 730, "segments": 730}
+STREAMS = [stream_class.name for stream_class in STREAM_CLASSES]
+# What revision 2023-10-15 does not have.
+NOT_IN_2023 = {"campaigns_push", "forms"}
 CUSTOM_DATES = (NOW - 10 * DAY, NOW - 5 * DAY)
-MARGIN = 600  # seconds around a window edge where the connector's own clock decides
 
 
 def sim_config(sim, key: str = FULL_ACCESS_KEY, **extra):
     return {"api_key": key, "api_url": sim.url, **extra}
 
 
-def expected_ids(dataset: Dataset, stream: str) -> tuple[set[str], set[str]]:
-    """(ids the stream must return, ids near a window edge that it may return or not)."""
-    if stream == "campaigns_v1":
-        return {r.id for r in dataset.collection("campaigns")}, set()
-    if stream.startswith("campaigns"):
-        channel = stream.removeprefix("campaigns_")
-        records = [r for r in dataset.collection("campaigns") if r.fields["messages.channel"] == channel]
-        return {r.id for r in records}, set()
-    if stream in ("events", "events_custom_dates", "profiles"):
-        return expected_event_or_profile_ids(dataset, stream)
-    records = dataset.collection(stream)
-    if stream not in WINDOWED:
-        return {r.id for r in records}, set()
-    edge = NOW - WINDOWED[stream] * DAY
-    inside = {r.id for r in records if r.times["updated"] >= edge + MARGIN}
-    near = {r.id for r in records if abs(r.times["updated"] - edge) < MARGIN}
-    return inside, near
+def everything(sim, **extra):
+    """A config under which every stream is offered: the custom dates, a query and the v1 opt-in set."""
+    custom = {"start": utc(CUSTOM_DATES[0]), "end": utc(CUSTOM_DATES[1])}
+    return sim_config(
+        sim, events_custom_dates=custom, metric_aggregates=aggregate_query(sim), legacy_v1_campaigns=True, **extra
+    )
 
 
-def expected_event_or_profile_ids(dataset: Dataset, stream: str) -> tuple[set[str], set[str]]:
-    if stream == "profiles":
-        profiles, edge = dataset.profiles, NOW - 730 * DAY
-        inside = {profiles.ids[i] for i in range(profiles.count) if profiles.created[i] >= edge + MARGIN}
-        near = {profiles.ids[i] for i in range(profiles.count) if abs(profiles.created[i] - edge) < MARGIN}
-        return inside, near
+def expected_ids(dataset: Dataset, revision: str = "2026-07-15") -> dict[str, set[str]]:
+    """Ids per stream under `everything`: each stream's default window, the custom range, every v1 campaign.
+    Revision 2023-10-15 has no push campaigns, so no push campaign's messages either."""
     events = dataset.events
-    if stream == "events_custom_dates":  # after start, up to and including end
-        low, high = events.first_at_or_after(CUSTOM_DATES[0] + 1), events.first_at_or_after(CUSTOM_DATES[1] + 1)
-        return {events.record(i).id for i in range(low, high)}, set()
-    edge = NOW - 30 * DAY
-    inside = {events.record(i).id for i in range(events.first_at_or_after(edge + MARGIN), events.count)}
-    edge_range = range(events.first_at_or_after(edge - MARGIN), events.first_at_or_after(edge + MARGIN))
-    near = {events.record(i).id for i in edge_range}
-    return inside, near
+    custom = range(events.first_at_or_after(CUSTOM_DATES[0] + 1), events.first_at_or_after(CUSTOM_DATES[1] + 1))
+    expected = {
+        **default_window_ids(dataset),
+        "campaigns_v1": {c.id for c in dataset.collection("campaigns")},
+        "events_custom_dates": {events.record(i).id for i in custom},
+    }
+    if revision == "2023-10-15":
+        push = {c.id for c in dataset.collection("campaigns") if c.fields["messages.channel"] == "mobile_push"}
+        expected["campaign_messages"] = {
+            m.id for m in dataset.collection("campaign-messages") if m.fields["campaign.id"] not in push
+        }
+    return expected
 
 
 def aggregate_query(sim) -> dict:
@@ -77,8 +56,8 @@ def aggregate_query(sim) -> dict:
     return {"data": {"type": "metric-aggregate", "attributes": attributes}}
 
 
-def discover(sim, tmp_path, **extra):
-    run = run_connector("discover", tmp_path, config=sim_config(sim, **extra))
+def discover(sim, tmp_path, config=None):
+    run = run_connector("discover", tmp_path, config=config or sim_config(sim))
     assert run.returncode == 0, run.stderr
     (catalog,) = [m["catalog"] for m in run.of_type("CATALOG")]
     return catalog
@@ -108,41 +87,37 @@ def test_check_names_what_a_key_lacking_a_scope_cannot_read(klaviyo_sim, tmp_pat
     run = run_connector("check", tmp_path, config=sim_config(klaviyo_sim, key=key_without("flows:read")))
     (status,) = [m["connectionStatus"] for m in run.of_type("CONNECTION_STATUS")]
     assert status["status"] == "SUCCEEDED"
-    assert "flows needs `flows:read`" in status["message"]
+    assert "flow_actions, flow_messages, flows need `flows:read`" in status["message"]
 
 
-def test_discover_lists_every_stream(klaviyo_sim, tmp_path):
-    catalog = discover(klaviyo_sim, tmp_path)
+def test_discover_lists_every_stream_the_config_can_run(klaviyo_sim, tmp_path):
+    catalog = discover(klaviyo_sim, tmp_path, everything(klaviyo_sim))
     assert sorted(stream["name"] for stream in catalog["streams"]) == sorted(STREAMS)
+    offered = {stream["name"] for stream in discover(klaviyo_sim, tmp_path)["streams"]}
+    assert offered == set(STREAMS) - {"campaigns_v1", "events_custom_dates", "metric_aggregates"}
 
 
 @pytest.mark.parametrize("revision", ["2026-07-15", "2023-10-15"])
 def test_full_refresh_read_of_every_stream_returns_the_simulators_records(klaviyo_sim, tmp_path, revision):
-    catalog = discover(klaviyo_sim, tmp_path)
-    custom = {"start": iso(CUSTOM_DATES[0]).replace("+00:00", "Z"), "end": iso(CUSTOM_DATES[1]).replace("+00:00", "Z")}
-    run = run_connector(
-        "read",
-        tmp_path,
-        config=sim_config(
-            klaviyo_sim, revision=revision, events_custom_dates=custom, metric_aggregates=aggregate_query(klaviyo_sim)
-        ),
-        catalog=configured_catalog(catalog, incremental=False),
-    )
+    config = everything(klaviyo_sim, revision=revision)
+    catalog = discover(klaviyo_sim, tmp_path, config)
+    run = run_connector("read", tmp_path, config=config, catalog=configured_catalog(catalog, incremental=False))
+    expected = expected_ids(klaviyo_sim.dataset, revision)
 
     assert run.returncode == 0, run.errors()
     schemas = {stream["name"]: stream["json_schema"] for stream in catalog["streams"]}
-    for stream in STREAMS:
+    assert set(schemas) == set(STREAMS) - (NOT_IN_2023 if revision == "2023-10-15" else set())
+    for stream in schemas:
         records = run.records(stream)
         for record in records:
             Draft7Validator(schemas[stream]).validate(record)
         if stream == "metric_aggregates":  # its rows are held to the simulator's events elsewhere
             assert records
             continue
-        ids = [record["id"] for record in records]
-        assert len(ids) == len(set(ids)), f"{stream}: duplicates"
-        must, may = expected_ids(klaviyo_sim.dataset, stream)
-        assert must <= set(ids) <= must | may, f"{stream}: {len(ids)} read, {len(must)} expected"
-        assert ids, f"{stream}: the simulator holds data for every stream"
+        keys = [key(stream, record) for record in records]
+        assert len(keys) == len(set(keys)), f"{stream}: duplicates"
+        assert set(keys) == expected[stream], stream
+        assert keys, f"{stream}: the simulator holds data for every stream"
 
 
 def test_incremental_read_then_a_second_read_returns_only_newer_records(klaviyo_sim, tmp_path):
@@ -155,16 +130,16 @@ def test_incremental_read_then_a_second_read_returns_only_newer_records(klaviyo_
     first = run_connector("read", tmp_path, config=config, catalog=catalog)
     assert first.returncode == 0, first.errors()
     for stream in streams:
-        must, may = expected_ids(dataset, stream)
-        assert must <= {r["id"] for r in first.records(stream)} <= must | may
-        newest = max(r["updated"] for r in first.records(stream))
-        assert first.stream_state(stream) == {"updated": newest.replace("+00:00", "Z")}
+        assert {r["id"] for r in first.records(stream)} == expected_ids(dataset)[stream]
+        newest = max(r["updated"] for r in first.records(stream)).replace("+00:00", "Z")
+        (finished,) = first.stream_state(stream)["slices"]  # one window, up to the read's now
+        assert finished["most_recent_cursor_value"] == newest and finished["end"] == utc(NOW)
 
     dataset.reveal()
     second = run_connector("read", tmp_path, config=config, catalog=catalog, state=first.final_states())
     assert second.returncode == 0, second.errors()
     for stream in streams:
-        cursor = first.stream_state(stream)["updated"].replace("Z", "+00:00")
+        cursor = first.stream_state(stream)["slices"][0]["most_recent_cursor_value"].replace("Z", "+00:00")
         records = second.records(stream)
         assert all(record["updated"] >= cursor for record in records), "nothing older than the cursor"
         newer = {r.id for r in dataset.collection(stream) if iso(r.times["updated"]) >= cursor}

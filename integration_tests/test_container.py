@@ -18,7 +18,7 @@ from docker.errors import DockerException
 
 from integration_tests.connector_cli import configured_catalog, discovered_catalog, parse_lines, run_connector
 from integration_tests.klaviyo_sim import FULL_ACCESS_KEY
-from integration_tests.klaviyo_sim.data import DAY, iso
+from source_klaviyo.clock import NOW_VARIABLE
 
 ROOT = Path(__file__).resolve().parents[1]
 TAG = "airbyte/source-klaviyo:test"
@@ -58,6 +58,7 @@ def in_container(engine: docker.DockerClient, secrets: Path, *args: str) -> list
         list(args),
         volumes={str(secrets): {"bind": "/secrets", "mode": "ro"}},
         network_mode="host",  # the simulator listens on the host's loopback
+        environment={NOW_VARIABLE: os.environ[NOW_VARIABLE]},  # the simulator's now, as the CLI runs get it
         detach=True,
     )
     try:
@@ -99,9 +100,7 @@ def test_check_in_the_image_reaches_the_simulator(engine, secrets, klaviyo_sim):
 
 
 def test_a_read_in_the_image_returns_the_clis_records(engine, secrets, klaviyo_sim, tmp_path):
-    # A start_date inside the data: both reads then start at the same moment, whatever their clocks say.
-    start = iso(klaviyo_sim.dataset.now - 20 * DAY).replace("+00:00", "Z")
-    settings = {"api_key": FULL_ACCESS_KEY, "api_url": klaviyo_sim.url, "start_date": start}
+    settings = {"api_key": FULL_ACCESS_KEY, "api_url": klaviyo_sim.url}
     discovered = discovered_catalog(tmp_path, settings)
     catalog = configured_catalog(discovered, ["lists", "metrics", "events", "campaigns_email"])
     config_path, catalog_path = write(secrets, "config.json", settings), write(secrets, "catalog.json", catalog)

@@ -10,13 +10,13 @@ from jsonschema import Draft7Validator
 
 from integration_tests.conftest import NOW
 from integration_tests.connector_cli import configured_catalog, discovered_catalog, run_connector
+from integration_tests.expectations import utc
 from integration_tests.klaviyo_sim import FULL_ACCESS_KEY, Dataset, Faults, Simulator, Sizes
 from integration_tests.klaviyo_sim.contract import parse_filter
 from integration_tests.klaviyo_sim.data import DAY, iso
 from integration_tests.klaviyo_sim.query import literal
 from source_klaviyo.windows import PAGES_PER_WINDOW
 
-MARGIN = 600  # seconds around a window edge where the connector's own clock decides
 EVENTS = Sizes(
     campaigns=2,
     templates=2,
@@ -41,8 +41,8 @@ def settings(sim: Simulator, **extra) -> dict:
     return {"api_key": FULL_ACCESS_KEY, "api_url": sim.url, **extra}
 
 
-def catalog(sim: Simulator, folder, streams, cursor_field=None) -> dict:
-    discovered = discovered_catalog(folder, settings(sim))
+def catalog(sim: Simulator, folder, streams, cursor_field=None, **extra) -> dict:
+    discovered = discovered_catalog(folder, settings(sim, **extra))
     configured = configured_catalog(discovered, streams)
     if cursor_field:
         for entry in configured["streams"]:
@@ -75,16 +75,16 @@ def test_a_first_events_sync_reads_exactly_the_last_30_days(sim, tmp_path):
 
     ids = [record["id"] for record in run.records("events")]
     assert len(ids) == len(set(ids)), "no event twice"
-    must = event_ids(sim.dataset, NOW - 30 * DAY + MARGIN, NOW)
-    may = event_ids(sim.dataset, NOW - 30 * DAY - MARGIN, NOW)
-    assert must <= set(ids) <= may
+    assert set(ids) == event_ids(sim.dataset, NOW - 30 * DAY, NOW)
     schema = catalog(sim, tmp_path, ["events"])["streams"][0]["stream"]["json_schema"]
     names = {metric.id: metric.attributes["name"] for metric in sim.dataset.metrics}
     for record in run.records("events")[:2_000]:
         Draft7Validator(schema).validate(record)
         assert record["metric_name"] == names[record["metric_id"]]
+    newest = max(r["datetime"] for r in run.records("events")).replace("+00:00", "Z")
     assert run.stream_state("events") == {
-        "datetime": max(r["datetime"] for r in run.records("events")).replace("+00:00", "Z")
+        "state_type": "date-range",
+        "slices": [{"start": utc(NOW - 30 * DAY), "end": utc(NOW), "most_recent_cursor_value": newest}],
     }
 
 
@@ -133,7 +133,7 @@ def test_custom_dates_exclude_the_start_and_include_the_end(sim, tmp_path):
         "read",
         tmp_path,
         config=settings(sim, events_custom_dates=custom),
-        catalog=catalog(sim, tmp_path, ["events_custom_dates"]),
+        catalog=catalog(sim, tmp_path, ["events_custom_dates"], events_custom_dates=custom),
     )
 
     assert run.returncode == 0, run.errors()
@@ -151,17 +151,17 @@ def test_a_failed_sync_resumed_from_its_last_state_loses_nothing(sim, tmp_path):
 
     sim.faults.break_after = 0
     resumed = run_connector(
-        "read",
-        tmp_path,
-        config=settings(sim, event_lookback_hours=0),
-        catalog=catalog(sim, tmp_path, ["events"]),
-        state=state,
+        "read", tmp_path, config=settings(sim), catalog=catalog(sim, tmp_path, ["events"]), state=state
     )
     assert resumed.returncode == 0, resumed.errors()
     union = {r["id"] for r in broken.records()} | {r["id"] for r in resumed.records()}
-    assert event_ids(sim.dataset, NOW - 30 * DAY + MARGIN, NOW) <= union
-    cursor = broken.stream_state("events")["datetime"].replace("Z", "+00:00")
-    assert all(record["datetime"] >= cursor for record in resumed.records()), "the resumed sync starts at the state"
+    assert union == event_ids(sim.dataset, NOW - 30 * DAY, NOW)
+    finished = [
+        (piece["start"].replace("Z", "+00:00"), piece["end"].replace("Z", "+00:00"))
+        for piece in broken.stream_state("events")["slices"]
+    ]
+    again = [r["datetime"] for r in resumed.records() if any(start <= r["datetime"] < end for start, end in finished)]
+    assert not again, "the resumed sync reads only the windows the broken one did not finish (and no lookback)"
 
 
 def test_the_lookback_picks_up_late_events_and_a_sync_never_repeats_one(sim, tmp_path):
@@ -196,10 +196,10 @@ def test_the_metric_filter_reads_only_the_chosen_metrics(sim, tmp_path):
     assert {record["metric_id"] for record in run.records()} == chosen
     expected = {
         i
-        for i in event_ids_by_index(sim.dataset, NOW - 30 * DAY + MARGIN, NOW)
+        for i in event_ids_by_index(sim.dataset, NOW - 30 * DAY, NOW)
         if sim.dataset.events.record(i).fields["metric_id"] in chosen
     }
-    assert {sim.dataset.events.record(i).id for i in expected} <= {record["id"] for record in run.records()}
+    assert {sim.dataset.events.record(i).id for i in expected} == {record["id"] for record in run.records()}
 
 
 def event_ids_by_index(dataset: Dataset, start: int, end: int) -> range:
@@ -215,12 +215,13 @@ def test_profiles_read_the_two_year_window_of_the_chosen_cursor(sim, tmp_path, c
     assert run.returncode == 0, run.errors()
     profiles = sim.dataset.profiles
     values = profiles.created if cursor == "created" else profiles.updated
-    edge = NOW - 730 * DAY
-    must = {profiles.ids[i] for i in range(profiles.count) if values[i] >= edge + MARGIN}
-    may = {profiles.ids[i] for i in range(profiles.count) if values[i] >= edge - MARGIN}
+    expected = {profiles.ids[i] for i in range(profiles.count) if values[i] >= NOW - 730 * DAY}
     ids = [record["id"] for record in run.records()]
-    assert len(ids) == len(set(ids)) and must <= set(ids) <= may
-    assert list(run.stream_state("profiles")) == [cursor]
+    assert len(ids) == len(set(ids)) and set(ids) == expected
+    newest = max(record[cursor] for record in run.records()).replace("+00:00", "Z")
+    assert run.stream_state("profiles")["slices"] == [
+        {"start": utc(NOW - 730 * DAY), "end": utc(NOW), "most_recent_cursor_value": newest}
+    ]
     assert all(
         query.get("sort") == cursor for _, path, query, _ in sim.log if path == "/api/profiles" and "filter" in query
     )
@@ -233,4 +234,4 @@ def test_a_sync_completes_when_another_client_uses_part_of_the_quota(sim, tmp_pa
     run = read_events(sim, tmp_path, backfill_window_days={"events": 3})
 
     assert sim.stats["throttled"] > 0, "the other client's share made Klaviyo throttle us"
-    assert {r["id"] for r in run.records()} >= event_ids(sim.dataset, NOW - 3 * DAY + MARGIN, NOW)
+    assert {r["id"] for r in run.records()} == event_ids(sim.dataset, NOW - 3 * DAY, NOW)

@@ -1,23 +1,27 @@
 """Faults on every stream: the sync completes with every record once, or ends in a clear error in bounded time.
 
 Each scenario reads every stream (all history) from a simulator that misbehaves as named, and compares
-what was emitted with the simulator's data. Rows go to docs/RELIABILITY.md via scripts/reliability.py.
+what was emitted with the simulator's data. Faults start before the first request, or are switched on
+in the middle of the read, after a number of records drawn at random. Rows go to docs/RELIABILITY.md
+via scripts/reliability.py.
 """
 
 from __future__ import annotations
 
+import random
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from integration_tests.conftest import NOW
 from integration_tests.connector_cli import configured_catalog, discovered_catalog, run_connector
-from integration_tests.expectations import all_history_config, all_history_ids
+from integration_tests.expectations import all_history_config, all_history_ids, key
 from integration_tests.klaviyo_sim import Dataset, Faults, Simulator, Sizes
 
-SIZES = Sizes(campaigns=20, templates=15, lists=12, segments=12, flows=6, profiles=400, events=4_000, event_days=40)
+# Few flows: their endpoints allow 60 requests a minute, a handful once the scenarios scale the limits down.
+SIZES = Sizes(campaigns=20, templates=15, lists=12, segments=12, flows=3, profiles=400, events=4_000, event_days=40)
 SCENARIOS = [
     ("no faults", {}, {}),
     ("server errors: 20% of requests answered 500/502/503/504", {"error_rate": 0.2}, {}),
@@ -30,8 +34,8 @@ SCENARIOS = [
     ),
     ("429 storm: 30% of requests throttled, Retry-After 1 s", {"throttle_rate": 0.3}, {}),
     (
-        "two windows: Klaviyo's limits at 20%, another client using half of each window",
-        {"rate_limit_scale": 0.2, "competing_share": 0.5},
+        "two windows: Klaviyo's limits at 40%, another client using half of each window",
+        {"rate_limit_scale": 0.4, "competing_share": 0.5},
         {},
     ),
     (
@@ -55,22 +59,48 @@ def sim() -> Iterator[Simulator]:
         yield running
 
 
-def read_everything(sim: Simulator, folder, **extra):
+def read_everything(sim: Simulator, folder, streams=None, after_records=None, **extra):
     config = all_history_config(sim.dataset, sim.url, **extra)
     discovered = discovered_catalog(folder, config)
-    return run_connector("read", folder, config=config, catalog=configured_catalog(discovered), timeout=900)
+    catalog = configured_catalog(discovered, streams)
+    return run_connector("read", folder, config=config, catalog=catalog, timeout=900, after_records=after_records)
 
 
-@pytest.mark.parametrize("scenario, faults, extra", SCENARIOS, ids=[name.split(":")[0] for name, _, _ in SCENARIOS])
+def mid_read(sim: Simulator, faults: dict, records: int) -> tuple[int, Callable[[], None]]:
+    """Switch `faults` on in the running simulator once the connector has printed `records` records."""
+    return records, lambda: sim.faults.update(faults)
+
+
+TOTAL = sum(map(len, all_history_ids(Dataset(seed=11, now=NOW, sizes=SIZES)).values()))
+
+
+CASES = [
+    (*scenario, when)
+    for scenario in SCENARIOS
+    for when in ("from the start", "mid-read")
+    if scenario[1] or when != "mid-read"
+]
+
+
+@pytest.mark.parametrize(
+    "scenario, faults, extra, when", CASES, ids=[f"{name.split(':')[0]}, {when}" for name, _, _, when in CASES]
+)
 def test_a_sync_under_faults_completes_with_every_record_once(
-    sim, tmp_path, reliability_report, scenario, faults, extra
+    sim, tmp_path, reliability_report, scenario, faults, extra, when
 ):
-    baseline = {r["id"] for r in read_everything(sim, tmp_path).records("metric_aggregates")} if faults else None
-    sim.faults.update(faults)
-    run = read_everything(sim, tmp_path, **extra)
+    aggregates = read_everything(sim, tmp_path, ["metric_aggregates"]).records() if faults else None
+    baseline = {row["id"] for row in aggregates} if aggregates is not None else None
+    switch = None
+    if when == "from the start":
+        sim.faults.update(faults)
+    else:
+        at = random.randrange(100, TOTAL // 2)
+        switch = mid_read(sim, faults, at)
+        scenario = f"{scenario}, switched on after {at} records"
+    run = read_everything(sim, tmp_path, after_records=switch, **extra)
 
     expected = all_history_ids(sim.dataset)
-    emitted = Counter((r["stream"], r["data"]["id"]) for r in (m["record"] for m in run.of_type("RECORD")))
+    emitted = Counter((r["stream"], key(r["stream"], r["data"])) for r in (m["record"] for m in run.of_type("RECORD")))
     missing = sum(len(ids - {i for s, i in emitted if s == stream}) for stream, ids in expected.items())
     duplicates = sum(count - 1 for count in emitted.values())
     reliability_report(
@@ -134,3 +164,65 @@ def test_when_faults_never_stop_the_retry_budget_ends_the_sync_with_a_clear_erro
     assert run.returncode == 1
     assert len(messages) == 1 and "lists" in messages[0], messages
     assert elapsed < 90, "bounded by the retry budget, never a hang"
+
+
+OUTAGES = [
+    ("server errors that never stop", {"error_rate": 1.0}, "HTTP 5", "transient_error"),
+    ("a 429 storm that never stops", {"throttle_rate": 1.0}, "HTTP 429", "transient_error"),
+    (
+        "answers that always outlast the read timeout",
+        {"slow_rate": 1.0, "slow_seconds": 3},
+        "ReadTimeout",
+        "transient_error",
+    ),
+]
+
+
+@pytest.mark.parametrize("scenario, faults, what, failure_type", OUTAGES, ids=["errors", "throttling", "timeouts"])
+def test_an_outage_after_data_moved_ends_each_failed_stream_with_one_transient_error_after_what_completed(
+    sim, tmp_path, reliability_report, scenario, faults, what, failure_type
+):
+    """Klaviyo goes down part way through: what completed is out first, then one error per stream that could
+    not finish, saying which stream, what kept failing and what to do; the next sync resumes and completes."""
+    streams = ["events", "profiles", "lists", "metrics"]
+    at = random.randrange(200, 2_000)
+    started = time.monotonic()
+    run = read_everything(
+        sim, tmp_path, streams, mid_read(sim, faults, at), retry_budget_seconds=15, request_timeout_seconds=1
+    )
+    elapsed = time.monotonic() - started
+
+    errors = run.errors()
+    failed = [error["stream_descriptor"]["name"] for error in errors]
+    reliability_report(
+        {
+            "scenario": f"{scenario}, from record {at} on (events, profiles, lists, metrics)",
+            "expected": "completed streams and windows first, then one transient error per failed stream; resumes",
+            "result": f"exit {run.returncode} after {elapsed:.0f} s; {len(run.records())} records, errors for "
+            f"{sorted(failed)}: {errors[0]['message'][:200] if errors else 'none'}",
+        }
+    )
+    assert run.returncode == 1 and errors
+    assert len(failed) == len(set(failed)), "one error per failed stream"
+    last = run.messages[-len(errors) :]
+    assert [m["type"] for m in last] == ["TRACE"] * len(errors), "the errors come after everything that completed"
+    for error in errors:
+        stream = error["stream_descriptor"]["name"]
+        assert error["failure_type"] == failure_type, error
+        assert f"'{stream}'" in error["message"] and what in error["message"] and "sync again" in error["message"]
+        assert "Exception" not in error["message"] and "Traceback" not in error["message"]
+    assert run.records() and run.of_type("STATE"), "records and states moved before the outage"
+
+    sim.faults.update({name: 0 for name in faults})
+    resumed = run_connector(
+        "read",
+        tmp_path,
+        config=all_history_config(sim.dataset, sim.url),
+        catalog=configured_catalog(discovered_catalog(tmp_path, all_history_config(sim.dataset, sim.url)), streams),
+        state=run.final_states(),
+    )
+    assert resumed.returncode == 0, resumed.errors()
+    expected = all_history_ids(sim.dataset)
+    for stream in streams:
+        delivered = {key(stream, r) for r in run.records(stream)} | {key(stream, r) for r in resumed.records(stream)}
+        assert delivered == expected[stream], stream

@@ -24,15 +24,22 @@ OUTPUT = ROOT / "docs" / "RELIABILITY.md"
 SECTIONS = {
     "test_reliability": (
         "Faults",
-        "Every stream read with all history opened, from a simulator that misbehaves as named; the emitted ids "
-        "are compared with the simulator's own. metric_aggregates rows are compared with a fault-free read of "
-        "the same query, and are not counted in the record columns (their ids are hashes).",
+        "Every stream read with all history opened, from a simulator that misbehaves as named, from the first "
+        "request or switched on in the middle of the read (after a number of records drawn at random); the "
+        "emitted ids are compared with the simulator's own. metric_aggregates rows are compared with a "
+        "fault-free read of the same query, and are not counted in the record columns (their ids are hashes). "
+        "An outage that never ends must end each stream it stopped with one transient error, after everything "
+        "that completed, and the next sync must resume and complete.",
     ),
     "test_kill_resume": (
         "Kill and resume",
-        "Incremental events and profiles reads killed with SIGKILL after the drawn numbers of records, each "
-        "resumed from the last STATE printed; a record counts as delivered only when a STATE of its stream "
-        "followed it. Hypothesis draws the data and the kill points.",
+        "Incremental reads killed with SIGKILL after a number of records, each resumed from the last STATE "
+        "printed. A record counts as delivered once a STATE printed after it covers it (its cursor value lies "
+        "in a finished window of that STATE); it was in flight if the kill came first. Duplicates must be "
+        "records in flight at a kill (or, for a stream that had finished before the kill, records its next "
+        "sync reads again from its newest record and lookback). The first row is the measure of the issue: "
+        "every attempt dies after 40% of what a whole sync prints; hypothesis draws the other rows' data, "
+        "workers and kill points anew on every run.",
     ),
     "test_bad_input": ("Bad input", "Configs fuzzed with hypothesis, broken input files, unusable state."),
     "test_secrets": (

@@ -17,6 +17,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from source_klaviyo.clock import EARLIEST_DATE, LATEST_DATE
+
 MEASUREMENTS = ("count", "sum_value", "unique")
 INTERVALS = ("day", "hour", "month", "week")
 _COMMON_DIMENSIONS = (
@@ -156,7 +158,10 @@ def _range(filters: Any, zone: ZoneInfo, where: str) -> tuple[datetime, datetime
             moment = datetime.fromisoformat(match.group(2).strip().replace("Z", "+00:00"))
         except ValueError:
             raise ValueError(f"is invalid: {where}{term!r} does not hold an ISO-8601 datetime") from None
-        bounds[match.group(1)] = moment if moment.tzinfo else moment.replace(tzinfo=zone)
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=zone)
+        if not EARLIEST_DATE <= moment < LATEST_DATE:
+            raise ValueError(f"is invalid: {where}{term!r} must lie between 1970 and 2100")
+        bounds[match.group(1)] = moment
     if set(bounds) != {"greater-or-equal", "less-than"}:
         raise ValueError(
             f"must give {where}a datetime range in filter: greater-or-equal(datetime,<start>) and "

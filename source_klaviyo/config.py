@@ -1,13 +1,19 @@
 """The connector's typed configuration and the backfill window policy.
 
-The raw config is validated once, at the entrypoint, into `KlaviyoConfig`;
-everything below `source.py` works with the typed model. A config the model
-rejects becomes one config error that names each field and says what to fix.
+The raw config is validated once per command, when the CDK hands it to the
+source, into `KlaviyoConfig`; everything below `source.py` works with the typed
+model. Types are strict (no string or bool is read as a number, no number as a
+bool) and every number and date is bounded, so no value can overflow a window.
+A config the model rejects becomes one config error that names each field and
+says what to fix; a key the model does not know gets a warning (a config
+written by another version still runs).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
+import logging
 import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
@@ -29,9 +35,10 @@ from pydantic import (
 )
 
 from source_klaviyo.aggregate_query import AggregateQuery, parse_queries
+from source_klaviyo.clock import DATETIME_FORMAT, EARLIEST_DATE, LATEST_DATE
 from source_klaviyo.endpoints import DEFAULT_REVISION, KLAVIYO_API_URL
 
-DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+logger = logging.getLogger("airbyte")
 _DATETIME_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 
 # First-sync window per stream, in days; None reads all history. Users override
@@ -53,39 +60,44 @@ DEFAULT_NUM_WORKERS = 10
 # an incremental events sync re-reads this much before its state. See the README.
 DEFAULT_EVENT_LOOKBACK_HOURS = 24
 MAX_NUM_WORKERS = 50
+# A backfill window longer than this reaches before Klaviyo existed; the bound keeps `now - window` in range.
+MAX_WINDOW_DAYS = 36_500
 # Shorter strings cannot be a Klaviyo key (pk_ and 34 characters); masking them would garble the message.
 MIN_MASKED_LENGTH = 8
 
 
 def parse_datetime(value: str) -> datetime:
-    """Parse the config's `YYYY-MM-DDTHH:MM:SSZ` into an aware UTC datetime."""
+    """Parse the config's `YYYY-MM-DDTHH:MM:SSZ` into an aware UTC datetime between 1970 and 2100."""
     if not isinstance(value, str) or not _DATETIME_PATTERN.fullmatch(value):
         raise ValueError(f"must look like 2024-01-31T00:00:00Z (UTC, no fractions), got {value!r}")
     try:
-        return datetime.strptime(value, DATETIME_FORMAT).replace(tzinfo=timezone.utc)
+        parsed = datetime.strptime(value, DATETIME_FORMAT).replace(tzinfo=timezone.utc)
     except ValueError:
         raise ValueError(f"is not a real date and time: {value!r}") from None
+    if not EARLIEST_DATE <= parsed < LATEST_DATE:
+        raise ValueError(f"must lie between 1970 and 2100, got {value!r}")
+    return parsed
 
 
 class BackfillWindows(BaseModel):
-    """Per-stream overrides of BACKFILL_POLICY_DAYS for streams Klaviyo can filter by time."""
+    """Per-stream overrides of BACKFILL_POLICY_DAYS for streams Klaviyo can filter by time (unknown keys: a warning)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
 
-    events: int | None = Field(default=None, ge=0)
-    profiles: int | None = Field(default=None, ge=0)
-    templates: int | None = Field(default=None, ge=0)
-    lists: int | None = Field(default=None, ge=0)
-    segments: int | None = Field(default=None, ge=0)
-    campaigns_email: int | None = Field(default=None, ge=0)
-    campaigns_sms: int | None = Field(default=None, ge=0)
-    flows: int | None = Field(default=None, ge=0)
+    events: int | None = Field(default=None, ge=0, le=MAX_WINDOW_DAYS)
+    profiles: int | None = Field(default=None, ge=0, le=MAX_WINDOW_DAYS)
+    templates: int | None = Field(default=None, ge=0, le=MAX_WINDOW_DAYS)
+    lists: int | None = Field(default=None, ge=0, le=MAX_WINDOW_DAYS)
+    segments: int | None = Field(default=None, ge=0, le=MAX_WINDOW_DAYS)
+    campaigns_email: int | None = Field(default=None, ge=0, le=MAX_WINDOW_DAYS)
+    campaigns_sms: int | None = Field(default=None, ge=0, le=MAX_WINDOW_DAYS)
+    flows: int | None = Field(default=None, ge=0, le=MAX_WINDOW_DAYS)
 
 
 class CustomDates(BaseModel):
     """The range events_custom_dates reads: after `start`, up to and including `end`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
 
     start: datetime
     end: datetime
@@ -103,7 +115,8 @@ class CustomDates(BaseModel):
 
 
 class KlaviyoConfig(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    # Unknown top-level keys are kept aside (and warned about by parse_config), not refused.
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
 
     api_key: SecretStr
     start_date: datetime | None = None
@@ -115,6 +128,7 @@ class KlaviyoConfig(BaseModel):
     event_lookback_hours: int = Field(default=DEFAULT_EVENT_LOOKBACK_HOURS, ge=0, le=720)
     events_custom_dates: CustomDates | None = None
     profiles_predictive_analytics: bool = False
+    legacy_v1_campaigns: bool = False
     metric_aggregates: tuple[AggregateQuery, ...] = ()
     request_timeout_seconds: int = Field(default=60, ge=1, le=600)
     retry_budget_seconds: int = Field(default=600, ge=10, le=3600)
@@ -134,11 +148,11 @@ class KlaviyoConfig(BaseModel):
 
     @field_validator("start_date", mode="before")
     @classmethod
-    def _start_date(cls, value: Any) -> datetime | None:
+    def _start_date(cls, value: Any, info: ValidationInfo) -> datetime | None:
         if value is None or value == "":
             return None
         parsed = parse_datetime(value)
-        if parsed > datetime.now(timezone.utc):
+        if parsed > info.context["now"]:
             raise ValueError(f"is in the future ({value}); nothing would be read")
         return parsed
 
@@ -195,10 +209,10 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def parse_config(raw: Mapping[str, Any]) -> KlaviyoConfig:
-    """Validate the raw config; any problem becomes one config error naming every bad field."""
+def parse_config(raw: Mapping[str, Any], now: datetime) -> KlaviyoConfig:
+    """Validate the raw config as of `now`; any problem becomes one config error naming every bad field."""
     try:
-        config = KlaviyoConfig.model_validate(raw)
+        config = KlaviyoConfig.model_validate(raw, context={"now": now})
     except ValidationError as error:
         problems = "; ".join(_describe(problem) for problem in error.errors())
         key = raw.get("api_key") if isinstance(raw, Mapping) else None
@@ -211,7 +225,32 @@ def parse_config(raw: Mapping[str, Any]) -> KlaviyoConfig:
         ) from None
     # Registered once valid: a junk value such as "t" would otherwise be masked out of every message.
     update_secrets([config.api_key.get_secret_value()])
+    unknown = unknown_settings(config)
+    if unknown:
+        logger.warning(
+            f"The config has settings this connector does not know: {', '.join(unknown)}. "
+            "They are ignored: check their spelling, or whether they belong to another version."
+        )
     return config
+
+
+def in_current_form(raw: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The config as the current spec describes it: a metric_aggregates query given as an object or a
+    list (as older versions took it) becomes the JSON text the spec's form field holds."""
+    queries = raw.get("metric_aggregates")
+    if isinstance(queries, (dict, list)):
+        return {**raw, "metric_aggregates": json.dumps(queries)}
+    return raw
+
+
+def unknown_settings(model: BaseModel, prefix: str = "") -> list[str]:
+    """The keys of the config, nested ones as `parent.key`, that no field of the model reads."""
+    names = [f"{prefix}{name}" for name in sorted(model.model_extra or {})]
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            names += unknown_settings(value, f"{prefix}{name}.")
+    return names
 
 
 def _describe(problem: Mapping[str, Any]) -> str:
@@ -219,8 +258,6 @@ def _describe(problem: Mapping[str, Any]) -> str:
     message = problem["msg"].removeprefix("Value error, ")
     if problem["type"] == "missing":
         message = "is required"
-    elif problem["type"] == "extra_forbidden":
-        message = "is not a known setting"
     elif not message.startswith(("is ", "must ")):
         message = f"is invalid: {message}"
     return f"`{field}` {message}"

@@ -15,13 +15,14 @@ from typing import Any
 
 import orjson
 import requests
-from airbyte_cdk.models import FailureType
+from airbyte_cdk.models import AirbyteMessage, FailureType, StreamDescriptor
 from airbyte_cdk.sources.streams.http.error_handlers import (
     BackoffStrategy,
     ErrorResolution,
     HttpStatusErrorHandler,
     ResponseAction,
 )
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_klaviyo.endpoints import DEFAULT_REVISION
 
@@ -51,12 +52,13 @@ def key_rejected_message() -> str:
 
 
 def missing_scopes_message(scope_by_stream: Mapping[str, str]) -> str:
-    """One sentence for every stream whose endpoint answered 403, grouped by the scope it needs."""
+    """One sentence for every stream whose endpoint answered 403, grouped by the scopes it needs
+    (each written as an Endpoint writes them: "`lists:read` and `profiles:read`")."""
     streams_by_scope: dict[str, list[str]] = {}
     for stream, scope in scope_by_stream.items():
         streams_by_scope.setdefault(scope, []).append(stream)
     needs = "; ".join(
-        f"{', '.join(sorted(streams))} need{'s' if len(streams) == 1 else ''} `{scope}`"
+        f"{', '.join(sorted(streams))} need{'s' if len(streams) == 1 else ''} {scope}"
         for scope, streams in sorted(streams_by_scope.items())
     )
     return (
@@ -184,3 +186,20 @@ class RetryAfterBackoff(BackoffStrategy):
             return max(0.0, float(value)) if value is not None else None
         except ValueError:
             return None
+
+
+class StreamFailed(AirbyteTracedException):
+    """Ends a read with the error a failed stream raised, as that stream's one TRACE message."""
+
+    def __init__(self, trace: AirbyteMessage) -> None:
+        error = trace.trace.error
+        super().__init__(
+            message=error.message,
+            internal_message=error.internal_message,
+            failure_type=error.failure_type,
+            stream_descriptor=error.stream_descriptor,
+        )
+        self._trace = trace
+
+    def as_airbyte_message(self, stream_descriptor: StreamDescriptor | None = None) -> AirbyteMessage:
+        return self._trace

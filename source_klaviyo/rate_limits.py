@@ -68,7 +68,9 @@ def build_budget(api_url: str, revision: str) -> KlaviyoAPIBudget:
     base = f"{parts.scheme}://{parts.netloc}"
 
     def matcher(name: str, **params: str) -> HttpRequestRegexMatcher:
-        return HttpRequestRegexMatcher(url_base=base, url_path_pattern=rf"^/api/{re.escape(name)}$", params=params)
+        # A parent's id fills one path segment; 2023-10-15 ends paths with a slash.
+        path = "/".join("[^/]+" if part == "{id}" else re.escape(part) for part in name.split("/"))
+        return HttpRequestRegexMatcher(url_base=base, url_path_pattern=rf"^/api/{path}/?$", params=params)
 
     predictive = matcher("profiles", **{"additional-fields[profile]": PREDICTIVE_FIELDS})
     policies = [_policy(*PREDICTIVE_PROFILES_LIMITS, predictive)]

@@ -10,7 +10,6 @@ from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from source_klaviyo.inputs import checked_inputs
 from source_klaviyo.source import SourceKlaviyo
 
 
@@ -22,8 +21,7 @@ def run(args: list[str] | None = None) -> None:
     gc.freeze()
     gc.set_threshold(100_000, 50, 1_000)
     try:
-        args, config = checked_inputs(args)
-        launch(SourceKlaviyo(config), args)
+        launch(SourceKlaviyo(), args)
     except AirbyteTracedException as error:
         # The CDK would log the traceback too; an error the user can fix needs only its message.
         message = error.as_sanitized_airbyte_message()

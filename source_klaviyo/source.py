@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from queue import Queue
 from typing import Any
 
@@ -22,7 +23,6 @@ from airbyte_cdk.models import (
     AirbyteErrorTraceMessage,
     AirbyteMessage,
     AirbyteStateMessage,
-    AirbyteStateType,
     ConfiguredAirbyteCatalog,
     ConfiguredAirbyteStream,
     FailureType,
@@ -32,6 +32,7 @@ from airbyte_cdk.models import (
 )
 from airbyte_cdk.sources.concurrent_source.concurrent_source import ConcurrentSource
 from airbyte_cdk.sources.concurrent_source.concurrent_source_adapter import ConcurrentSourceAdapter
+from airbyte_cdk.sources.concurrent_source.thread_pool_manager import ThreadPoolManager
 from airbyte_cdk.sources.connector_state_manager import ConnectorStateManager
 from airbyte_cdk.sources.message import InMemoryMessageRepository
 from airbyte_cdk.sources.message.concurrent_repository import ConcurrentMessageRepository
@@ -39,21 +40,26 @@ from airbyte_cdk.sources.streams import Stream
 from airbyte_cdk.sources.streams.concurrent.adapters import StreamFacade
 from airbyte_cdk.sources.streams.concurrent.cursor import Cursor, CursorField, FinalStateCursor
 from airbyte_cdk.sources.streams.concurrent.default_stream import DefaultStream
+from airbyte_cdk.sources.streams.concurrent.partitions.partition_generator import PartitionGenerator
 from airbyte_cdk.sources.streams.concurrent.partitions.types import QueueItem
 from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from source_klaviyo.config import DEFAULT_NUM_WORKERS, MAX_NUM_WORKERS, KlaviyoConfig, parse_config
-from source_klaviyo.cursor import build_cursor, parse_klaviyo_datetime
-from source_klaviyo.errors import key_rejected_message, missing_scopes_message
+from source_klaviyo import inputs
+from source_klaviyo.clock import Clock, clock_from_environment
+from source_klaviyo.config import DEFAULT_NUM_WORKERS, KlaviyoConfig, in_current_form, parse_config
+from source_klaviyo.errors import StreamFailed, key_rejected_message, missing_scopes_message
+from source_klaviyo.parents import ParentPlanner
+from source_klaviyo.planning import ReadSlots
 from source_klaviyo.rate_limits import KlaviyoAPIBudget, build_budget
+from source_klaviyo.state import ParentCursor, Resumes, build_cursor, resumable
 from source_klaviyo.streams import (
     STREAM_CLASSES,
+    ChildStream,
     Events,
     EventsCustomDates,
     IncrementalKlaviyoStream,
     KlaviyoStream,
-    MetricAggregates,
     Metrics,
     Profiles,
     WindowedKlaviyoStream,
@@ -71,27 +77,25 @@ class ReadChoices:
 
     profiles_cursor: str = "created"
     event_metric_ids: tuple[str | None, ...] = (None,)
+    incremental: frozenset[str] = frozenset()  # the streams read incrementally
+    slots: ReadSlots | None = None  # the read's num_workers slots, shared by every stream
 
 
 class SourceKlaviyo(ConcurrentSourceAdapter):
-    def __init__(self, config: Mapping[str, Any] | None = None) -> None:
-        self._workers = _num_workers(config)
+    """Reads the input files through the CDK's hooks, parses the config once (`configure`) and keeps
+    the typed model, the command's `now` and the API budget for the rest of the command."""
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self._clock = clock or clock_from_environment()
         # A worker closes its window (and its cursor emits STATE) right after queueing the window's
         # records. Emitted through the source's default repository, that STATE reaches stdout with the
         # next record the main thread prints, ahead of records still queued: a kill then would commit
         # state past records never delivered. Through the records' own queue, STATE follows them.
-        queue: Queue[QueueItem] = Queue(maxsize=QUEUE_SIZE)
-        self._messages = ConcurrentMessageRepository(queue, InMemoryMessageRepository())
-        super().__init__(
-            ConcurrentSource.create(
-                num_workers=self._workers,
-                initial_number_of_partitions_to_generate=max(1, self._workers // 2),
-                logger=logger,
-                slice_logger=self._slice_logger,
-                message_repository=self._messages,
-                queue=queue,
-            )
-        )
+        self._queue: Queue[QueueItem] = Queue(maxsize=QUEUE_SIZE)
+        self._messages = ConcurrentMessageRepository(self._queue, InMemoryMessageRepository())
+        self._settings: KlaviyoConfig | None = None
+        self._now = self._clock.now()
+        super().__init__(self._engine(DEFAULT_NUM_WORKERS, planners=1))
         self._state: list[AirbyteStateMessage] = []
         self._choices = ReadChoices()
         self._budget: KlaviyoAPIBudget | None = None
@@ -100,10 +104,39 @@ class SourceKlaviyo(ConcurrentSourceAdapter):
     def message_repository(self) -> ConcurrentMessageRepository:
         return self._messages
 
+    def read_config(self, config_path: str) -> dict[str, Any]:  # type: ignore[override]
+        return inputs.config_file(config_path)
+
+    def read_catalog(self, catalog_path: str) -> ConfiguredAirbyteCatalog:  # type: ignore[override]
+        return inputs.catalog_file(catalog_path)
+
+    def read_state(self, state_path: str) -> list[AirbyteStateMessage]:  # type: ignore[override]
+        return inputs.state_file(state_path)
+
     def configure(self, config: Mapping[str, Any], temp_dir: str) -> Mapping[str, Any]:
-        """Validate the config before any command runs, so a bad one ends as one clear config error."""
-        parse_config(config)
-        return super().configure(config, temp_dir)
+        """Parse the config once, before any command runs: a bad one ends as one clear config error."""
+        self._now = self._clock.now()
+        self._settings = parse_config(config, self._now)
+        return super().configure(in_current_form(config), temp_dir)
+
+    def settings(self, config: Mapping[str, Any]) -> KlaviyoConfig:
+        """The typed config (parsed by `configure`, or here when a caller skipped it)."""
+        if self._settings is None:
+            self._settings = parse_config(config, self._now)
+        return self._settings
+
+    def _engine(self, workers: int, planners: int) -> ConcurrentSource:
+        """The CDK's engine with a thread per stream planning its partitions (they mostly wait for running ones)
+        besides `workers` threads to read them; partitions read in the read's `workers` slots."""
+        threads = ThreadPoolExecutor(max_workers=workers + planners, thread_name_prefix="workerpool")
+        return ConcurrentSource(
+            ThreadPoolManager(threads, logger),
+            logger,
+            self._slice_logger,
+            self._queue,
+            self._messages,
+            initial_number_partitions_to_generate=planners,
+        )
 
     def check(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteConnectionStatus:
         succeeded, message = self.check_connection(logger, config)
@@ -117,8 +150,8 @@ class SourceKlaviyo(ConcurrentSourceAdapter):
         cannot read: least-privilege keys are good practice and the user may not
         select those streams; a read that selects them fails before moving data.
         """
-        streams = self._klaviyo_streams(parse_config(config))
-        access = Access.probe(streams)
+        streams = self._klaviyo_streams(self.settings(config))
+        access = Access.probe(streams, self.settings(config).num_workers)
         if not access.key_accepted:
             return False, key_rejected_message()
         if not access.readable:
@@ -130,11 +163,8 @@ class SourceKlaviyo(ConcurrentSourceAdapter):
 
     def streams(self, config: Mapping[str, Any]) -> list[Stream]:
         state_manager = ConnectorStateManager(state=self._state)
-        klaviyo_config = parse_config(config)
-        return [
-            self._as_concurrent(stream, state_manager, klaviyo_config)
-            for stream in self._klaviyo_streams(klaviyo_config)
-        ]
+        settings = self.settings(config)
+        return [self._as_concurrent(stream, state_manager, settings) for stream in self._klaviyo_streams(settings)]
 
     def read(
         self,
@@ -143,29 +173,36 @@ class SourceKlaviyo(ConcurrentSourceAdapter):
         catalog: ConfiguredAirbyteCatalog,
         state: list[AirbyteStateMessage] | None = None,
     ) -> Iterator[AirbyteMessage]:
-        klaviyo_config = parse_config(config)
+        """The CDK's concurrent read, ending with one error per stream that failed (see `failures_last`)."""
+        settings = self.settings(config)
         configured = {stream.stream.name: stream for stream in catalog.streams}
-        self._choices = ReadChoices(profiles_cursor=_checked_catalog(configured, klaviyo_config))
-        selected = [stream for stream in self._klaviyo_streams(klaviyo_config) if stream.name in configured]
-        self._state = _usable_state(state or [], configured, selected)
-        self._preflight(selected)
-        if klaviyo_config.event_metrics and any(isinstance(stream, Events) for stream in selected):
-            self._choices = ReadChoices(self._choices.profiles_cursor, self._metric_ids(klaviyo_config))
-        for message in super().read(logger, config, catalog, self._state):
-            if message.type == Type.TRACE and message.trace.error:
-                _mask_secrets(message.trace.error)
-            yield message
+        incremental = frozenset(name for name, stream in configured.items() if stream.sync_mode == SyncMode.incremental)
+        self._choices = ReadChoices(_checked_catalog(configured, settings), incremental=incremental)
+        selected = [stream for stream in self._klaviyo_streams(settings) if stream.name in configured]
+        self._state = resumable(state or [], resume_rules(selected, incremental), self._now)
+        self._preflight(selected, settings.num_workers)
+        metric_ids = (
+            self._metric_ids(settings)
+            if settings.event_metrics and any(isinstance(stream, Events) for stream in selected)
+            else (None,)
+        )
+        self._choices = replace(self._choices, event_metric_ids=metric_ids, slots=ReadSlots(settings.num_workers))
+        self._concurrent_source = self._engine(settings.num_workers, planners=len(selected))
+        yield from failures_last(super().read(logger, config, catalog, self._state))
 
     def _klaviyo_streams(self, config: KlaviyoConfig) -> list[KlaviyoStream]:
         if self._budget is None:
             self._budget = build_budget(config.api_url, config.revision)
-        now = datetime.now(timezone.utc)
         streams: list[KlaviyoStream] = []
         for stream_class in STREAM_CLASSES:
-            if stream_class is Profiles:
-                streams.append(Profiles(config, self._budget, now, cursor_field=self._choices.profiles_cursor))
+            if stream_class.missing_setting(config):
                 continue
-            stream = stream_class(config, self._budget, now)
+            if stream_class is Profiles:
+                streams.append(
+                    Profiles(config, self._budget, self._now, self._choices.slots, self._choices.profiles_cursor)
+                )
+                continue
+            stream = stream_class(config, self._budget, self._now, self._choices.slots)
             if isinstance(stream, Events):
                 stream.variants = self._choices.event_metric_ids
             streams.append(stream)
@@ -174,35 +211,55 @@ class SourceKlaviyo(ConcurrentSourceAdapter):
     def _as_concurrent(
         self, stream: KlaviyoStream, state_manager: ConnectorStateManager, config: KlaviyoConfig
     ) -> Stream:
-        if not isinstance(stream, WindowedKlaviyoStream):
-            cursor = None
-            if isinstance(stream, IncrementalKlaviyoStream):
-                cursor = build_cursor(
-                    stream.name, stream.cursor_field, stream.window_start, state_manager, self.message_repository
-                )
-            return self.convert_to_concurrent_stream(logger, stream, state_manager, cursor)
-        cursor_field = None
-        cursor: Cursor
-        if isinstance(stream, EventsCustomDates):
-            cursor = FinalStateCursor(stream.name, None, self.message_repository)
-        else:
+        """The stream in the CDK's concurrent engine: windowed and per-parent streams through our planners,
+        the others through the CDK's facade over their slices."""
+        if isinstance(stream, ChildStream):
+            cursor: Cursor = ParentCursor(
+                stream.name,
+                stream.parent_field,
+                (stream.cursor_field or None) if stream.name in self._choices.incremental else None,
+                state_manager,
+                self.message_repository,
+                stream.window_start,
+                config.start_date,
+                self._now,
+            )
+            planner: PartitionGenerator = ParentPlanner(stream, cursor, config.num_workers, self._choices.slots)
+            return self._facade(stream, planner, cursor, stream.cursor_field or None)
+        date_cursor = None
+        if isinstance(stream, IncrementalKlaviyoStream) and not isinstance(stream, EventsCustomDates):
             lookback = timedelta(hours=config.event_lookback_hours) if isinstance(stream, Events) else None
-            cursor = build_cursor(
-                stream.name, stream.cursor_field, stream.window_start, state_manager, self.message_repository, lookback
+            date_cursor = build_cursor(
+                stream.name,
+                stream.cursor_field,
+                stream.window_start,
+                config.start_date,
+                state_manager,
+                self.message_repository,
+                self._now,
+                lookback,
             )
-            cursor_field = CursorField(
-                stream.cursor_field, supports_catalog_defined_cursor_field=stream.catalog_defined_cursor
-            )
+        if not isinstance(stream, WindowedKlaviyoStream):
+            return self.convert_to_concurrent_stream(logger, stream, state_manager, date_cursor)
+        cursor = date_cursor or FinalStateCursor(stream.name, None, self.message_repository)
         stream.cursor = cursor
-        planner = WindowPlanner(stream, stream.ranges(), self._workers)
-        default_stream = DefaultStream(
-            planner, stream.name, stream.get_json_schema, ["id"], cursor_field, logger, cursor
+        planner = WindowPlanner(stream, stream.ranges(), config.num_workers, self._choices.slots)
+        return self._facade(stream, planner, cursor, stream.cursor_field if date_cursor else None)
+
+    def _facade(
+        self, stream: KlaviyoStream, planner: PartitionGenerator, cursor: Cursor, cursor_field: str | None
+    ) -> Stream:
+        catalog_cursor = getattr(stream, "catalog_defined_cursor", False)
+        field = (
+            CursorField(cursor_field, supports_catalog_defined_cursor_field=catalog_cursor) if cursor_field else None
         )
+        keys = [stream.primary_key] if isinstance(stream.primary_key, str) else list(stream.primary_key)
+        default_stream = DefaultStream(planner, stream.name, stream.get_json_schema, keys, field, logger, cursor)
         return StreamFacade(default_stream, stream, cursor, slice_logger=self._slice_logger, logger=logger)
 
     def _metric_ids(self, config: KlaviyoConfig) -> tuple[str, ...]:
         """The ids `event_metrics` names: each entry is a metric id or a metric name (all metrics of that name)."""
-        metrics = Metrics(config, self._budget)
+        metrics = Metrics(config, self._budget, self._now)
         if metrics.probe() in (401, 403):
             raise _config_error(missing_scopes_message({"event_metrics (to look up metric names)": metrics.scope}))
         known = [(record["id"], record.get("name")) for record in metrics.read_records(SyncMode.full_refresh)]
@@ -219,12 +276,53 @@ class SourceKlaviyo(ConcurrentSourceAdapter):
         return tuple(ids)
 
     @staticmethod
-    def _preflight(streams: list[KlaviyoStream]) -> None:
-        access = Access.probe(streams)
+    def _preflight(streams: list[KlaviyoStream], workers: int) -> None:
+        access = Access.probe(streams, workers)
         if not access.key_accepted:
             raise _config_error(key_rejected_message())
         if access.unreadable:
             raise _config_error(access.problem())
+
+
+def resume_rules(streams: list[KlaviyoStream], incremental: frozenset[str]) -> dict[str, Resumes]:
+    """How each selected stream resumes from its state; streams read in full and not per parent do not."""
+    rules = {}
+    for stream in streams:
+        cursor_field = (stream.cursor_field or None) if stream.name in incremental else None
+        if isinstance(stream, ChildStream):
+            rules[stream.name] = Resumes(cursor_field, stream.parent_field)
+        elif (
+            isinstance(stream, IncrementalKlaviyoStream) and cursor_field and not isinstance(stream, EventsCustomDates)
+        ):
+            rules[stream.name] = Resumes(cursor_field)
+    return rules
+
+
+def failures_last(messages: Iterator[AirbyteMessage]) -> Iterator[AirbyteMessage]:
+    """The read's messages, with each failed stream's error held back to the end and sent once.
+
+    The CDK sends an error per failed partition as it happens, then raises a combined
+    config error. Here every record and state that completed goes out first; then
+    one error per failed stream (the first it raised, its secrets masked), the last
+    raised so the command exits non-zero.
+    """
+    failed: dict[str, AirbyteMessage] = {}
+    try:
+        for message in messages:
+            if message.type == Type.TRACE and message.trace.error:
+                _mask_secrets(message.trace.error)
+                descriptor = message.trace.error.stream_descriptor
+                if descriptor is not None:
+                    failed.setdefault(descriptor.name, message)
+                    continue
+            yield message
+    except AirbyteTracedException:
+        if not failed:
+            raise  # not the CDK's summary of failed streams: a failure of the read itself
+    if failed:
+        *first, last = failed.values()
+        yield from first
+        raise StreamFailed(last)
 
 
 def _mask_secrets(error: AirbyteErrorTraceMessage) -> None:
@@ -253,64 +351,14 @@ def _checked_catalog(configured: Mapping[str, ConfiguredAirbyteStream], config: 
     )
     if cursor not in ([name] for name in PROFILE_CURSORS):
         raise _config_error(f"The profiles stream can use `created` or `updated` as its cursor, not {cursor}.")
-    if EventsCustomDates.name in configured and config.events_custom_dates is None:
-        raise _config_error(
-            "The events_custom_dates stream is selected but `events_custom_dates` (start and end) is not set: "
-            "set both, or deselect the stream."
-        )
-    if MetricAggregates.name in configured and not config.metric_aggregates:
-        raise _config_error(
-            "The metric_aggregates stream is selected but `metric_aggregates` holds no query: "
-            "set one, or deselect the stream."
-        )
+    for stream_class in STREAM_CLASSES:
+        missing = stream_class.name in configured and stream_class.missing_setting(config)
+        if missing:
+            raise _config_error(
+                f"The catalog selects the {stream_class.name} stream, which needs {missing} in the config: "
+                "set it, or refresh the source schema and deselect the stream."
+            )
     return cursor[0]
-
-
-def _usable_state(
-    messages: list[AirbyteStateMessage],
-    configured: Mapping[str, ConfiguredAirbyteStream],
-    streams: list[KlaviyoStream],
-) -> list[AirbyteStateMessage]:
-    """The state of streams read incrementally, where it holds what their cursor can resume from.
-
-    A full refresh must not resume from state. A state without a usable cursor value (another
-    cursor's, or not a datetime) is dropped with a warning: that stream is read from its backfill
-    window, as on a first sync, which re-reads but never loses records.
-    """
-    cursors = {stream.name: stream.cursor_field for stream in streams if isinstance(stream, IncrementalKlaviyoStream)}
-    usable = []
-    for message in messages:
-        name = _state_stream_name(message)
-        if name not in cursors or configured[name].sync_mode != SyncMode.incremental:
-            continue
-        problem = _state_problem(dict(message.stream.stream_state.__dict__), cursors[name])
-        if problem:
-            logger.warning(f"Ignoring the state of stream {name}: {problem}. It is read from its backfill window.")
-            continue
-        usable.append(message)
-    return usable
-
-
-def _state_problem(state: Mapping[str, Any], cursor: str) -> str | None:
-    if "state_type" in state:  # the CDK's concurrent shape: {"state_type": "date-range", "slices": [...]}
-        slices = state.get("slices")
-        values = [piece.get(key) for piece in slices or [] if isinstance(piece, Mapping) for key in ("start", "end")]
-        if not slices or len(values) != 2 * len(slices) or not all(_is_datetime(value) for value in values):
-            return "its date-range slices are not all {start, end} datetimes"
-        return None
-    if cursor not in state:
-        return f"it has no `{cursor}` value (it holds {sorted(state) or 'nothing'})"
-    if not _is_datetime(state[cursor]):
-        return f"its `{cursor}` is {state[cursor]!r}, not a datetime"
-    return None
-
-
-def _is_datetime(value: Any) -> bool:
-    try:
-        parse_klaviyo_datetime(value)
-        return True
-    except (TypeError, ValueError, AttributeError):
-        return False
 
 
 def _config_error(message: str) -> AirbyteTracedException:
@@ -327,13 +375,19 @@ class Access:
     retired: dict[str, str] = field(default_factory=dict)  # stream -> what its 410 means
 
     @classmethod
-    def probe(cls, streams: list[KlaviyoStream]) -> Access:
-        """Stops at the first 401: no probe can pass after it."""
+    def probe(cls, streams: list[KlaviyoStream], workers: int) -> Access:
+        """The first probe alone (after a 401 no probe can pass), then the others side by side."""
+        if not streams:
+            return cls()
+        first = streams[0].probe()
+        if first == 401:
+            return cls(key_accepted=False)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="probe") as pool:
+            statuses = [first, *pool.map(lambda stream: stream.probe(), streams[1:])]
+        if 401 in statuses:
+            return cls(key_accepted=False)
         access = cls()
-        for stream in streams:
-            status = stream.probe()
-            if status == 401:
-                return cls(key_accepted=False)
+        for stream, status in zip(streams, statuses, strict=True):
             if status == 403:
                 access.missing_scopes[stream.name] = stream.scope
             elif status == 410:
@@ -349,17 +403,3 @@ class Access:
     def problem(self) -> str:
         parts = [missing_scopes_message(self.missing_scopes)] if self.missing_scopes else []
         return " ".join(parts + sorted(set(self.retired.values())))
-
-
-def _state_stream_name(message: AirbyteStateMessage) -> str | None:
-    if message.type == AirbyteStateType.STREAM and message.stream:
-        return message.stream.stream_descriptor.name
-    return None
-
-
-def _num_workers(config: Mapping[str, Any] | None) -> int:
-    """Concurrency from the raw config; a bad value is reported later by config validation."""
-    value = (config or {}).get("num_workers", DEFAULT_NUM_WORKERS)
-    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_NUM_WORKERS:
-        return value
-    return DEFAULT_NUM_WORKERS

@@ -1,22 +1,21 @@
 """Time windows that adapt to how dense the data is, as partitions of the CDK's concurrent engine.
 
-Events and profiles are read in windows of their cursor field. The range is
-first cut into a few windows per worker. A window that turns out dense (its
-first page is full and covers a small part of it) keeps that page, narrows
-itself to what the page covered, and hands the untouched rest back to the
-planner, which cuts it into windows sized to the density just seen. An empty
-stretch costs one request; a busy day is read by many workers at once.
+Events, profiles and exclusions are read in windows of their cursor field.
+The range is first cut into a few windows per worker. A window reads one page: when more
+follow, it narrows itself to what that page covered and hands the untouched
+rest back to the planner, which cuts it into windows sized to the density just
+seen. An empty stretch costs one request; a busy day is read by many workers at
+once; and every page is a finished window, checkpointed as soon as its records
+are out, so a killed sync loses at most the pages in flight.
 
 State stays exact: a partition reports the window it really covered (its
-slice), windows never overlap, and the CDK's ConcurrentCursor advances state
-only over windows that are complete back to the start.
+slice), windows never overlap, and the CDK's ConcurrentCursor keeps every
+finished window in the stream's date-range state (see state.py).
 """
 
 from __future__ import annotations
 
-import concurrent.futures.thread
 import math
-import threading
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -25,10 +24,10 @@ from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 from airbyte_cdk.sources.streams.concurrent.partitions.partition import Partition
-from airbyte_cdk.sources.streams.concurrent.partitions.partition_generator import PartitionGenerator
-from airbyte_cdk.sources.types import Record
 
-from source_klaviyo.cursor import SLICE_END, SLICE_START, format_klaviyo_datetime
+from source_klaviyo.clock import format_klaviyo_datetime
+from source_klaviyo.planning import IdentitySlice, PlannedPartition, Planner, ReadSlots
+from source_klaviyo.state import SLICE_END, SLICE_START
 
 if TYPE_CHECKING:
     from source_klaviyo.streams.windowed import WindowedKlaviyoStream
@@ -65,134 +64,80 @@ def formatted(seconds: int) -> str:
     return format_klaviyo_datetime(datetime.fromtimestamp(seconds, timezone.utc))
 
 
-class WindowSlice(Mapping[str, Any]):
-    """A partition's slice: the window it covers as {start, end}, for the cursor's state.
-
-    Hashed by identity, because the cursor keys each record's cursor value by its
-    slice: a content hash would cost microseconds per record, and a window that
-    narrows must stay the same key.
-    """
+class WindowSlice(IdentitySlice):
+    """A partition's slice: the window it covers as {start, end}, for the cursor's state; it narrows
+    when the window hands off its rest, and stays the same key for the cursor."""
 
     def __init__(self, window: Window) -> None:
+        super().__init__({SLICE_START: formatted(window.start), SLICE_END: formatted(window.end)})
         self.window = window
-        self._values = {SLICE_START: formatted(window.start), SLICE_END: formatted(window.end)}
 
     def narrow(self, end: int) -> None:
         self.window = replace(self.window, end=end)
-        self._values[SLICE_END] = formatted(end)
-
-    def __getitem__(self, key: str) -> Any:
-        return self._values[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._values)
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-    def __hash__(self) -> int:
-        return id(self)
-
-    def __eq__(self, other: object) -> bool:
-        return self is other
+        self[SLICE_END] = formatted(end)
 
 
-class WindowPartition(Partition):
+class WindowPartition(PlannedPartition):
     def __init__(self, planner: WindowPlanner, window: Window) -> None:
-        self._planner = planner
-        self._slice = WindowSlice(window)
+        super().__init__(planner, WindowSlice(window), planner.slots)
+        self._slice: WindowSlice
+        self._windows = planner
 
     @property
     def window(self) -> Window:
         return self._slice.window
 
-    def read(self) -> Iterable[Record]:
-        name, window_slice = self._planner.stream.name, self._slice
-        try:
-            for data in self._planner.stream.read_window(self):
-                yield Record(data=data, stream_name=name, associated_slice=window_slice)
-        except BaseException:
-            self._planner.failed = True
-            raise
-        finally:
-            self._planner.finished()
+    def records(self) -> Iterator[Mapping[str, Any]]:
+        return self._windows.stream.read_window(self)
 
     def hand_off(self, at: int, records_seen: int, first: int, last: int) -> bool:
-        """Keep [start, at) and give [at, end) back to the planner when the density says it is worth it.
+        """Keep [start, at) and give [at, end) back to the planner, cut to the density just seen.
 
-        Called after the first page of the first variant, before any of its records are
-        emitted, with that page's size and its first and last cursor values. True when the
-        window was narrowed (the caller then drops the records at or after `at`).
+        Called after each page of the first variant, before its records are emitted, with
+        that page's size and its first and last cursor values. True when the window was
+        narrowed: the caller then drops the page's records at or after `at`, which the
+        rest reads again. So a window ends with the page it read, and its state is saved
+        with that page; a dense rest is cut for several workers.
         """
         window = self.window
-        if not self._planner.adaptive or last <= first or at <= window.start:
+        if not self._windows.stream.hands_off_pages or last <= first or at <= window.start:
             return False
         expected = records_seen * (window.end - at) / (last - first)
-        page = self._planner.stream.page_size
-        if expected <= SPLIT_ABOVE_PAGES * page:
-            return False
-        pieces = min(self._planner.max_pieces, math.ceil(expected / (PAGES_PER_WINDOW * page)))
+        page = self._windows.stream.page_size
+        pieces = 1
+        if expected > SPLIT_ABOVE_PAGES * page:
+            pieces = min(self._windows.max_pieces, math.ceil(expected / (PAGES_PER_WINDOW * page)))
         self._slice.narrow(at)
-        self._planner.add(cut(Window(at, window.end, window.variants), pieces))
+        self._windows.add(cut(Window(at, window.end, window.variants), pieces))
         return True
 
-    def to_slice(self) -> Mapping[str, Any]:
-        return self._slice
 
-    def stream_name(self) -> str:
-        return self._planner.stream.name
+class WindowPlanner(Planner):
+    """Yields window partitions until every window, including those handed back, has been read."""
 
-    def __hash__(self) -> int:
-        return id(self)
-
-    def __repr__(self) -> str:
-        return f"WindowPartition({self.stream_name()}, {dict(self._slice)})"
-
-
-class WindowPlanner(PartitionGenerator):
-    """Yields window partitions until every window, including those handed back, has been read.
-
-    With one worker nothing is handed back (the planner would wait for a partition
-    that cannot run); windows are then read whole, one after the other. The planner
-    stops waiting when one of its partitions failed or the process is exiting, so a
-    failed sync can never hang on it; windows left unread only hold state back.
-    """
-
-    def __init__(self, stream: WindowedKlaviyoStream, ranges: Iterable[Window], workers: int) -> None:
+    def __init__(
+        self, stream: WindowedKlaviyoStream, ranges: Iterable[Window], workers: int, slots: ReadSlots | None = None
+    ) -> None:
+        super().__init__(stream.name)
         self.stream = stream
-        self.adaptive = workers > 1
+        self.slots = slots
         self.max_pieces = 2 * workers
         self._ranges = ranges
         self._pending: deque[Window] = deque()
-        self._running = 0
-        self._changed = threading.Condition()
-        self.failed = False
 
     def generate(self) -> Iterable[Partition]:
         for window in self._ranges:
             length = window.end - window.start
-            pieces = min(self.max_pieces, length // MIN_FIRST_WINDOW_SECONDS) if self.adaptive else 1
-            self._pending.extend(cut(window, max(1, pieces)))
+            self._pending.extend(cut(window, max(1, min(self.max_pieces, length // MIN_FIRST_WINDOW_SECONDS))))
         while True:
             with self._changed:
-                while self.adaptive and not self._pending and self._running and not self._abandoned():
-                    self._changed.wait(timeout=1)
-                if not self._pending or self._abandoned():
+                if not self.wait_for(lambda: bool(self._pending) or not self._running) or not self._pending:
                     return
                 window = self._pending.popleft()
-                self._running += 1
+                self.started()
             yield WindowPartition(self, window)
-
-    def _abandoned(self) -> bool:
-        # concurrent.futures sets _shutdown when the interpreter exits; its worker threads are then joined.
-        return self.failed or getattr(concurrent.futures.thread, "_shutdown", False)
 
     def add(self, windows: Sequence[Window]) -> None:
         with self._changed:
             self._pending.extend(windows)
-            self._changed.notify_all()
-
-    def finished(self) -> None:
-        with self._changed:
-            self._running -= 1
             self._changed.notify_all()

@@ -1,10 +1,11 @@
-"""Write source_klaviyo/schemas/<stream>.json from Klaviyo's OpenAPI spec.
+"""Write source_klaviyo/schemas/<stream>.json from Klaviyo's OpenAPI specs.
 
-    python tools/generate_schemas.py ../shared/klaviyo-openapi/openapi-2026-07-15.json
+    python tools/generate_schemas.py ../shared/klaviyo-openapi
 
-Each schema is the stream's resource as the spec defines it: `id`, every
-attribute the list endpoint returns (as a nullable draft-07 type), and one
-field per declared relationship. Nested objects whose members are all plain
+Each schema is the stream's resource as the specs define it: `id`, every
+attribute the endpoint returns in the current revision and then in the
+retired one (as nullable draft-07 types; some resources changed shape between
+them), and one field per declared relationship. Nested objects whose members are all plain
 values keep their properties; deeper structures (template definitions,
 campaign send strategies) stay open objects. Run it when a stream is added or
 the default revision changes, and commit the result.
@@ -20,7 +21,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from source_klaviyo.endpoints import DEFAULT_REVISION, endpoint  # noqa: E402
+from source_klaviyo.endpoints import REVISIONS, endpoint  # noqa: E402
 from source_klaviyo.streams import STREAM_CLASSES  # noqa: E402
 
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "source_klaviyo" / "schemas"
@@ -96,14 +97,19 @@ def _plain(api: OpenApi, node: Mapping[str, Any]) -> bool:
     return node.get("type") in SCALARS
 
 
-def stream_schema(api: OpenApi, stream_class: type) -> dict[str, Any]:
-    resource = api.resource("/" + endpoint(DEFAULT_REVISION, stream_class.endpoint_name).path(DEFAULT_REVISION))
-    attributes = api.resolve(resource["properties"]["attributes"])["properties"]
+def stream_schema(apis: Mapping[str, OpenApi], stream_class: type) -> dict[str, Any]:
     skipped = NOT_REQUESTED.get(stream_class.name, set())
     properties: dict[str, Any] = {"id": {"type": "string", "description": "Klaviyo's id of the resource."}}
-    for name, attribute in attributes.items():
-        if name not in skipped:
-            properties[name] = json_schema(api, attribute)
+    resources = {}
+    for revision, api in apis.items():
+        facts = endpoint(revision, stream_class.endpoint_name)
+        if facts is None:
+            continue
+        resources[revision] = resource = api.resource("/" + facts.path(revision))
+        for name, attribute in api.resolve(resource["properties"]["attributes"])["properties"].items():
+            if name not in skipped and name not in properties:
+                properties[name] = json_schema(api, attribute)
+    api, resource = apis[REVISIONS[0]], resources[REVISIONS[0]]
     relationships = api.resolve(resource["properties"].get("relationships", {"properties": {}}))["properties"]
     for relationship, field in stream_class.relationships.items():
         linkage = api.resolve(api.resolve(relationships[relationship])["properties"]["data"])
@@ -122,6 +128,11 @@ def stream_schema(api: OpenApi, stream_class: type) -> dict[str, Any]:
             "type": ["null", "string"],
             "description": f"The {attribute} of the related {relationship}.",
         }
+    for field, relationship in getattr(stream_class, "attributed", {}).items():
+        properties[field] = {
+            "type": ["null", "string"],
+            "description": f"Id of the {relationship} Klaviyo attributes the event to (revision 2026-07-15 on).",
+        }
     return {
         "$schema": "http://json-schema.org/draft-07/schema#",
         "type": "object",
@@ -130,12 +141,15 @@ def stream_schema(api: OpenApi, stream_class: type) -> dict[str, Any]:
     }
 
 
-def main(spec_path: str) -> None:
-    api = OpenApi(json.loads(Path(spec_path).read_text()))
+def main(spec_dir: str) -> None:
+    apis = {
+        revision: OpenApi(json.loads((Path(spec_dir) / f"openapi-{revision}.json").read_text()))
+        for revision in REVISIONS
+    }
     SCHEMA_DIR.mkdir(exist_ok=True)
     for stream_class in (cls for cls in STREAM_CLASSES if cls.generated_schema):
         target = SCHEMA_DIR / f"{stream_class.name}.json"
-        target.write_text(json.dumps(stream_schema(api, stream_class), indent=2) + "\n")
+        target.write_text(json.dumps(stream_schema(apis, stream_class), indent=2) + "\n")
         print(f"wrote {target.relative_to(SCHEMA_DIR.parents[1])}")
 
 

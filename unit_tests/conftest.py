@@ -7,6 +7,7 @@ import backoff._sync
 import pytest
 from airbyte_cdk.sources.streams.http import rate_limiting
 
+from source_klaviyo import windows
 from source_klaviyo.errors import CONNECT_TIMEOUT
 from unit_tests.openapi_contract import KlaviyoContract
 
@@ -37,3 +38,10 @@ def backoff_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     monkeypatch.setattr(backoff._sync, "time", fake_time)
     monkeypatch.setattr(rate_limiting, "time", fake_time)
     return sleeps
+
+
+@pytest.fixture
+def one_window_per_range(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A windowed stream's first cut leaves each range whole here, so a test sees the ranges a read chose
+    as its requests' filters (test_windows.py tests the cuts and hand-offs)."""
+    monkeypatch.setattr(windows, "MIN_FIRST_WINDOW_SECONDS", 10**12)

@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from integration_tests.klaviyo_sim.contract import split_top_level
+from source_klaviyo import SourceKlaviyo
+from source_klaviyo.clock import FixedClock, parse_klaviyo_datetime
 from source_klaviyo.endpoints import KLAVIYO_API_URL, endpoint
 
 API_KEY = "pk_unittest_7f3a9c2e4b1d8f6a0c5e9b3d7a1f4c8e"
+# The clock every unit test's connector reads (tests of state and windows also run a year later).
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
+A_YEAR_LATER = NOW + timedelta(days=365)
+
+
+def source(now: datetime = NOW) -> SourceKlaviyo:
+    return SourceKlaviyo(FixedClock(now))
+
+
+def iso(moment: datetime) -> str:
+    """A datetime as Klaviyo writes one in a record."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+
 TYPES = {
     "campaigns": "campaign",
     "templates": "template",
@@ -19,6 +37,13 @@ TYPES = {
     "flows": "flow",
     "profiles": "profile",
     "events": "event",
+    "tags": "tag",
+    "tag-groups": "tag-group",
+    "coupons": "coupon",
+    "forms": "form",
+    "catalog-items": "catalog-item",
+    "catalog-variants": "catalog-variant",
+    "catalog-categories": "catalog-category",
 }
 
 
@@ -52,8 +77,12 @@ def resource(
     return body
 
 
-def url(endpoint_name: str, revision: str = "2026-07-15") -> str:
-    return KLAVIYO_API_URL + endpoint(revision, endpoint_name).path(revision)
+def url(endpoint_name: str, revision: str = "2026-07-15", parent_id: str | None = None) -> Any:
+    """The endpoint's URL; for a parent's children without `parent_id`, a pattern matching any parent's."""
+    path = endpoint(revision, endpoint_name).path(revision, parent_id)
+    if "{id}" not in path:
+        return KLAVIYO_API_URL + path
+    return re.compile(re.escape(KLAVIYO_API_URL + path).replace(re.escape("{id}"), "[^/?]+") + r"(\?.*)?$")
 
 
 def serve_pages(
@@ -185,6 +214,41 @@ def sample(endpoint_name: str, index: int, updated: str, revision: str = "2026-0
             "properties": {"plan": "pro"},
             "subscriptions": {"email": {"marketing": {"can_receive_email_marketing": True, "consent": "SUBSCRIBED"}}},
         }
+    elif endpoint_name == "tags":
+        attributes = {"name": f"VIP {index}"}
+        relationships = {"tag-group": {"type": "tag-group", "id": "TG1"}}
+    elif endpoint_name == "tag-groups":
+        attributes = {"name": f"Season {index}", "exclusive": False, "default": index == 0}
+    elif endpoint_name == "coupons":
+        attributes = {"external_id": f"SPRING{index}", "description": "10% off"}
+    elif endpoint_name == "forms":
+        attributes = {
+            "name": f"Signup {index}",
+            "status": "live",
+            "ab_test": False,
+            "created_at": created,
+            "updated_at": updated,
+        }
+    elif endpoint_name in ("catalog-items", "catalog-variants"):
+        attributes = {
+            "external_id": f"SKU-{index}",
+            "title": f"Widget {index}",
+            "description": "A widget",
+            "price": 9.99,
+            "url": f"https://example.com/p/{index}",
+            "image_full_url": None,
+            "image_thumbnail_url": None,
+            "images": [],
+            "custom_metadata": {"color": "red"},
+            "published": True,
+            "created": created,
+            "updated": updated,
+        }
+        if endpoint_name == "catalog-variants":
+            attributes.update({"sku": f"SKU-{index}-S", "inventory_policy": 0, "inventory_quantity": 3})
+            relationships = {"item": {"type": "catalog-item", "id": "$custom:::$default:::ITEM1"}}
+    elif endpoint_name == "catalog-categories":
+        attributes = {"external_id": f"CAT-{index}", "name": f"Gadgets {index}", "updated": updated}
     else:
         raise ValueError(endpoint_name)
     if revision != "2026-07-15":
@@ -209,19 +273,18 @@ def run_read(
     streams: Mapping[str, Any],
     state: list[Any] | None = None,
     expect_failure: bool = False,
+    now: datetime = NOW,
 ) -> Any:
-    """`read` through the CDK's entrypoint, as the CLI runs it, for {stream name: SyncMode}."""
+    """`read` through the CDK's entrypoint, as the CLI runs it, for {stream name: SyncMode}, at `now`."""
     from airbyte_cdk.test.catalog_builder import CatalogBuilder
     from airbyte_cdk.test.entrypoint_wrapper import read
     from airbyte_cdk.test.models.outcome import ExpectedOutcome
-
-    from source_klaviyo import SourceKlaviyo
 
     catalog = CatalogBuilder()
     for name, mode in streams.items():
         catalog.with_stream(name, mode)
     outcome = ExpectedOutcome.EXPECT_EXCEPTION if expect_failure else ExpectedOutcome.EXPECT_SUCCESS
-    return read(SourceKlaviyo(cfg), cfg, catalog.build(), state, expected_outcome=outcome)
+    return read(source(now), cfg, catalog.build(), state, expected_outcome=outcome)
 
 
 def stream_state(output: Any, stream: str) -> dict[str, Any] | None:
@@ -261,3 +324,31 @@ def all_output(output: Any) -> str:
     from airbyte_cdk.models import AirbyteMessageSerializer
 
     return "\n".join(orjson.dumps(AirbyteMessageSerializer.dump(m)).decode() for m in output._messages or [])
+
+
+def data_requests(api: Any) -> list[Mapping[str, Any]]:
+    """The read's requests as {path, query, headers}, without the access probe a read opens with.
+
+    The probe is the read's first request to each path."""
+    probed, calls = set(), []
+    for call in api.request_history:
+        path = urlsplit(call.url).path
+        if path not in probed:
+            probed.add(path)
+            continue
+        query = dict(parse_qsl(urlsplit(call.url).query))
+        calls.append({"path": path, "query": query, "headers": call.headers, "timeout": call.timeout})
+    return calls
+
+
+def filter_terms(query: Mapping[str, str]) -> list[str]:
+    return split_top_level(query["filter"]) if "filter" in query else []
+
+
+def bound(terms: list[str], operator: str) -> datetime:
+    (term,) = [t for t in terms if t.startswith(operator + "(")]
+    return parse_klaviyo_datetime(term[len(operator) + 1 : -1].split(",", 1)[1])
+
+
+def assert_near(value: datetime, expected: datetime, seconds: int = 120) -> None:
+    assert abs((value - expected).total_seconds()) < seconds, f"{value} is not within {seconds}s of {expected}"

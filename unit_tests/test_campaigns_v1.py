@@ -10,6 +10,8 @@ from airbyte_cdk.test.catalog_builder import CatalogBuilder
 from source_klaviyo.run import run
 from unit_tests.klaviyo_mock import API_KEY, all_output, config, run_read
 
+V1 = config(legacy_v1_campaigns=True)  # campaigns_v1 is offered only to who opts in
+
 V1_URL = "https://a.klaviyo.com/api/v1/campaigns"
 
 
@@ -57,7 +59,7 @@ def serve_v1(api, total):
 
 def test_v1_pages_with_page_and_count_and_flattens_its_campaigns(api):
     serve_v1(api, total=250)
-    output = run_read(config(), {"campaigns_v1": SyncMode.full_refresh})
+    output = run_read(V1, {"campaigns_v1": SyncMode.full_refresh})
 
     records = [r.record.data for r in output.records]
     assert [r["id"] for r in records] == [f"V1C{i}" for i in range(250)]
@@ -70,12 +72,13 @@ def test_v1_pages_with_page_and_count_and_flattens_its_campaigns(api):
 
 def test_the_retired_v1_api_ends_the_read_with_one_error_naming_the_replacements(api):
     api.get(V1_URL, status_code=410, json={"status": 410, "message": "This API version is no longer supported."})
-    output = run_read(config(), {"campaigns_v1": SyncMode.full_refresh}, expect_failure=True)
+    output = run_read(V1, {"campaigns_v1": SyncMode.full_refresh}, expect_failure=True)
 
     (error,) = output.errors
     assert error.trace.error.failure_type == FailureType.config_error
     assert (
-        "2024-06-30" in error.trace.error.message and "campaigns_email and campaigns_sms" in error.trace.error.message
+        "2024-06-30" in error.trace.error.message
+        and "campaigns_email, campaigns_sms and campaigns_push" in error.trace.error.message
     )
     assert API_KEY not in all_output(output)
 
@@ -84,7 +87,7 @@ def test_the_key_in_v1_urls_is_masked_in_every_log_line_and_error(api, tmp_path,
     api.get(
         V1_URL, [{"json": {"object": "$list", "page": 0, "total": 0, "data": []}}, {"status_code": 500, "text": "boom"}]
     )
-    (tmp_path / "config.json").write_text(json.dumps(config()))
+    (tmp_path / "config.json").write_text(json.dumps(V1))
     catalog = CatalogBuilder().with_stream("campaigns_v1", SyncMode.full_refresh).build()
     (tmp_path / "catalog.json").write_text(json.dumps(ConfiguredAirbyteCatalogSerializer.dump(catalog)))
 

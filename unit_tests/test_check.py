@@ -3,34 +3,43 @@
 from __future__ import annotations
 
 import json
+import re
 from urllib.parse import parse_qsl, urlsplit
 
 from airbyte_cdk.models import Status
 from airbyte_cdk.test.entrypoint_wrapper import _run_command, make_file
 
-from source_klaviyo import SourceKlaviyo
 from source_klaviyo.endpoints import ENDPOINTS
 from source_klaviyo.run import run
 from source_klaviyo.streams import STREAM_CLASSES
-from unit_tests.klaviyo_mock import API_KEY, all_output, config, error_body, url
+from unit_tests.klaviyo_mock import API_KEY, all_output, config, error_body, source, url
 
 ENDPOINT_NAMES = sorted({cls.endpoint_name for cls in STREAM_CLASSES} - {"v1/campaigns", "metric-aggregates"})
 V1_URL = "https://a.klaviyo.com/api/v1/campaigns"
-PROBED = len(STREAM_CLASSES) - 1  # metric_aggregates has no query to probe with
+# Without their settings, events_custom_dates, metric_aggregates and campaigns_v1 are not offered, nor probed.
+PROBED = len(STREAM_CLASSES) - 3
+V1 = config(legacy_v1_campaigns=True)
 
 
 def run_check(tmp_path, cfg):
-    return _run_command(SourceKlaviyo(cfg), ["check", "--config", make_file(tmp_path / "config.json", cfg)])
+    return _run_command(source(), ["check", "--config", make_file(tmp_path / "config.json", cfg)])
 
 
 def answer_every_endpoint(api, status_by_endpoint=None, revision="2026-07-15"):
     for name in ENDPOINT_NAMES:
+        if name not in ENDPOINTS[revision]:
+            continue
         status = (status_by_endpoint or {}).get(name, 200)
-        body = {"data": [], "links": {"self": url(name, revision)}} if status == 200 else error_body(status)
+        body = {"data": [], "links": {"self": "https://a.klaviyo.com/api"}} if status == 200 else error_body(status)
         api.get(url(name, revision), status_code=status, json=body)
     v1_status = (status_by_endpoint or {}).get("v1/campaigns", 200)
     v1_body = {"object": "$list", "data": [], "page": 0, "total": 0} if v1_status == 200 else {"status": v1_status}
     api.get(V1_URL, status_code=v1_status, json=v1_body)
+
+
+def pattern(name: str) -> str:
+    """The request paths of an endpoint: a parent's children for any parent."""
+    return "/api/" + re.escape(name).replace(re.escape("{id}"), "[^/]+")
 
 
 def status_of(output):
@@ -46,12 +55,8 @@ def test_a_working_key_passes_after_one_one_record_request_per_stream(api, tmp_p
     assert api.call_count == PROBED
     for call in api.request_history:
         query = dict(parse_qsl(urlsplit(call.url).query))
-        name = urlsplit(call.url).path.split("/")[2]
-        if name == "v1":
-            assert (query["page"], query["count"]) == ("0", "1")
-            continue
-        expected_size = "1" if ENDPOINTS["2026-07-15"][name].max_page_size else None
-        assert query.get("page[size]") == expected_size
+        (facts,) = [e for e in ENDPOINTS["2026-07-15"].values() if re.fullmatch(pattern(e.name), call.path)]
+        assert query.get("page[size]") == ("1" if facts.max_page_size else None), call.url
 
 
 def test_the_retired_revision_is_probed_on_its_own_paths(api, tmp_path):
@@ -79,25 +84,35 @@ def test_missing_scopes_pass_with_a_warning_naming_the_streams_and_scopes(api, t
     status = status_of(output)
 
     assert status.status == Status.SUCCEEDED
-    assert "campaigns_email, campaigns_sms need `campaigns:read`" in status.message
+    assert "campaigns_email, campaigns_push, campaigns_sms need `campaigns:read`" in status.message
     assert "flows needs `flows:read`" in status.message
     assert any("flows needs `flows:read`" in log.log.message for log in output.logs if log.log.level.name == "WARN")
 
 
 def test_a_key_that_can_read_no_stream_fails(api, tmp_path):
     answer_every_endpoint(api, {**{name: 403 for name in ENDPOINT_NAMES}, "v1/campaigns": 410})
-    status = status_of(run_check(tmp_path, config()))
+    status = status_of(run_check(tmp_path, V1))
     assert status.status == Status.FAILED
     assert "lacks read scopes" in status.message
 
 
+def test_check_touches_the_retired_v1_api_only_when_the_config_opts_in(api, tmp_path):
+    answer_every_endpoint(api)
+    assert status_of(run_check(tmp_path, config())).status == Status.SUCCEEDED
+    assert not [call for call in api.request_history if call.path == "/api/v1/campaigns"]
+    assert api.call_count == PROBED
+
+
 def test_the_retired_v1_api_passes_check_with_a_warning_naming_its_replacements(api, tmp_path):
     answer_every_endpoint(api, {"v1/campaigns": 410})
-    output = run_check(tmp_path, config())
+    output = run_check(tmp_path, V1)
     status = status_of(output)
 
     assert status.status == Status.SUCCEEDED
-    assert "campaigns_v1 cannot be read" in status.message and "campaigns_email and campaigns_sms" in status.message
+    assert (
+        "campaigns_v1 cannot be read" in status.message
+        and "campaigns_email, campaigns_sms and campaigns_push" in status.message
+    )
     (v1,) = [call for call in api.request_history if call.path == "/api/v1/campaigns"]
     assert API_KEY not in all_output(output), "the key travels in v1's URL but never appears in output"
 

@@ -11,23 +11,32 @@ from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from jsonschema import Draft7Validator
 
-from source_klaviyo.config import BACKFILL_POLICY_DAYS, BackfillWindows, KlaviyoConfig, parse_config
+from source_klaviyo.config import BACKFILL_POLICY_DAYS, BackfillWindows, KlaviyoConfig, in_current_form, parse_config
 from source_klaviyo.run import run
-from unit_tests.klaviyo_mock import API_KEY, config
+from unit_tests.klaviyo_mock import API_KEY, NOW, config
 
+QUERY = {
+    "data": {
+        "type": "metric-aggregate",
+        "attributes": {
+            "metric_id": "MET1",
+            "measurements": ["count"],
+            "filter": ["greater-or-equal(datetime,2025-01-01T00:00:00)", "less-than(datetime,2025-02-01T00:00:00)"],
+        },
+    }
+}
 SPEC = json.loads((Path(__file__).parents[1] / "source_klaviyo" / "spec.json").read_text())["connectionSpecification"]
-NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
 
 
 def problem(raw):
     with pytest.raises(AirbyteTracedException) as caught:
-        parse_config(raw)
+        parse_config(raw, NOW)
     assert caught.value.failure_type == FailureType.config_error
     return caught.value.message
 
 
 def test_a_minimal_config_gets_the_documented_defaults():
-    parsed = parse_config(config())
+    parsed = parse_config(config(), NOW)
     assert parsed.revision == "2026-07-15"
     assert parsed.num_workers == 10
     assert parsed.start_date is None
@@ -43,12 +52,11 @@ def test_a_minimal_config_gets_the_documented_defaults():
         (config(start_date="2024-01-01"), "start_date", "must look like 2024-01-31T00:00:00Z"),
         (config(start_date="2024-01-01T00:00:00.000Z"), "start_date", "must look like"),
         (config(start_date="2024-02-30T00:00:00Z"), "start_date", "is not a real date"),
-        (config(start_date="2999-01-01T00:00:00Z"), "start_date", "is in the future"),
+        (config(start_date="2099-01-01T00:00:00Z"), "start_date", "is in the future"),
         (config(revision="2024-02-15"), "revision", "2026-07-15"),
         (config(num_workers=0), "num_workers", "greater than or equal to 1"),
         (config(num_workers=51), "num_workers", "less than or equal to 50"),
         (config(backfill_window_days={"lists": -1}), "backfill_window_days.lists", "greater than or equal to 0"),
-        (config(backfill_window_days={"contacts": 5}), "backfill_window_days.contacts", "is not a known setting"),
         (config(api_url="https://evil.example.com"), "api_url", "never sent anywhere else"),
         (config(api_url="http://a.klaviyo.com"), "api_url", "https://<host>.klaviyo.com"),
         (config(api_url="https://klaviyo.com.evil.io"), "api_url", "never sent anywhere else"),
@@ -69,6 +77,24 @@ def test_a_minimal_config_gets_the_documented_defaults():
         (config(event_metrics=["Placed Order", " "]), "event_metrics", "none of them empty"),
         (config(event_lookback_hours=-1), "event_lookback_hours", "greater than or equal to 0"),
         (config(profiles_predictive_analytics="maybe"), "profiles_predictive_analytics", "is invalid"),
+        # Strict types: nothing is coerced into a number or a bool.
+        (config(num_workers=True), "num_workers", "valid integer"),
+        (config(num_workers="5"), "num_workers", "valid integer"),
+        (config(num_workers=5.0), "num_workers", "valid integer"),
+        (config(event_lookback_hours="24"), "event_lookback_hours", "valid integer"),
+        (config(backfill_window_days={"events": False}), "backfill_window_days.events", "valid integer"),
+        (config(profiles_predictive_analytics="true"), "profiles_predictive_analytics", "valid boolean"),
+        (config(profiles_predictive_analytics=1), "profiles_predictive_analytics", "valid boolean"),
+        (config(retry_budget_seconds="600"), "retry_budget_seconds", "valid integer"),
+        # Bounds: no value can overflow a window.
+        (config(backfill_window_days={"events": 1_000_000}), "backfill_window_days.events", "less than or equal to"),
+        (config(start_date="0001-01-01T00:00:00Z"), "start_date", "between 1970 and 2100"),
+        (
+            config(events_custom_dates={"start": "2025-11-01T00:00:00Z", "end": "9999-12-31T23:59:59Z"}),
+            "events_custom_dates.end",
+            "between 1970 and 2100",
+        ),
+        (config(event_lookback_hours=10**30), "event_lookback_hours", "less than or equal to 720"),
     ],
 )
 def test_each_bad_field_is_named_with_what_is_wrong(raw, field, words):
@@ -87,7 +113,7 @@ def test_each_bad_field_is_named_with_what_is_wrong(raw, field, words):
     ],
 )
 def test_api_url_accepts_klaviyo_and_loopback_origins(url, normalised):
-    assert parse_config(config(api_url=url)).api_url == normalised
+    assert parse_config(config(api_url=url), NOW).api_url == normalised
 
 
 def test_several_problems_come_back_as_one_error():
@@ -104,26 +130,26 @@ def test_the_key_never_appears_in_a_config_error():
 
 @pytest.mark.parametrize("stream, days", [("events", 30), ("lists", 730), ("templates", 730), ("profiles", 730)])
 def test_windowed_streams_start_their_first_sync_at_the_policy_window(stream, days):
-    assert parse_config(config()).backfill_start(stream, NOW) == NOW - timedelta(days=days)
+    assert parse_config(config(), NOW).backfill_start(stream, NOW) == NOW - timedelta(days=days)
 
 
 @pytest.mark.parametrize("stream", ["campaigns_email", "campaigns_sms", "metrics", "flows"])
 def test_all_time_streams_have_no_first_sync_start(stream):
-    assert parse_config(config()).backfill_start(stream, NOW) is None
+    assert parse_config(config(), NOW).backfill_start(stream, NOW) is None
 
 
 def test_start_date_wins_when_it_is_later_than_the_window_and_bounds_all_time_streams():
-    parsed = parse_config(config(start_date="2026-11-01T00:00:00Z"))
+    parsed = parse_config(config(start_date="2026-11-01T00:00:00Z"), NOW)
     start = datetime(2026, 11, 1, tzinfo=timezone.utc)
     assert parsed.backfill_start("lists", NOW) == start
     assert parsed.backfill_start("flows", NOW) == start
-    assert parse_config(config(start_date="2020-01-01T00:00:00Z")).backfill_start("lists", NOW) == NOW - timedelta(
+    assert parse_config(config(start_date="2020-01-01T00:00:00Z"), NOW).backfill_start("lists", NOW) == NOW - timedelta(
         days=730
     )
 
 
 def test_a_window_override_replaces_the_policy_and_zero_means_all_history():
-    parsed = parse_config(config(backfill_window_days={"lists": 7, "templates": 0, "flows": 3}))
+    parsed = parse_config(config(backfill_window_days={"lists": 7, "templates": 0, "flows": 3}), NOW)
     assert parsed.backfill_start("lists", NOW) == NOW - timedelta(days=7)
     assert parsed.backfill_start("templates", NOW) is None
     assert parsed.backfill_start("flows", NOW) == NOW - timedelta(days=3)
@@ -153,6 +179,12 @@ def test_spec_and_model_describe_the_same_fields_and_defaults():
         config(num_workers=0),
         config(backfill_window_days={"lists": -1}),
         config(backfill_window_days={"unknown": 1}),
+        config(backfill_window_days={"events": 36_501}),
+        config(metric_aggregates=QUERY),
+        config(metric_aggregates=json.dumps(QUERY)),
+        config(metric_aggregates=[{"name": "a", **QUERY}]),
+        config(legacy_v1_campaigns=True),
+        config(legacy_v1_campaigns="yes"),
         config(api_url="http://127.0.0.1:8765"),
         config(api_url="https://a.klaviyo.com/"),
         config(api_url="https://evil.example.com"),
@@ -162,9 +194,9 @@ def test_spec_and_model_describe_the_same_fields_and_defaults():
     ],
 )
 def test_the_spec_accepts_exactly_what_the_model_accepts(raw):
-    spec_accepts = Draft7Validator(SPEC).is_valid(raw)
+    spec_accepts = Draft7Validator(SPEC).is_valid(in_current_form(raw))
     try:
-        parse_config(raw)
+        parse_config(raw, NOW)
         model_accepts = True
     except AirbyteTracedException:
         model_accepts = False
@@ -183,3 +215,17 @@ def test_discover_with_bad_config_on_the_cli_exits_with_one_config_error(tmp_pat
     assert trace["trace"]["error"]["failure_type"] == "config_error"
     assert "`api_key`" in trace["trace"]["error"]["message"]
     assert "Traceback" not in out.out + out.err
+
+
+def test_an_unknown_key_gets_a_warning_naming_it_and_the_config_still_works(caplog):
+    raw = config(start_dat="2024-01-01T00:00:00Z", num_workers=3, backfill_window_days={"contacts": 5, "lists": 9})
+    parsed = parse_config(raw, NOW)
+    assert parsed.num_workers == 3 and parsed.start_date is None and parsed.backfill_window_days.lists == 9
+    (warning,) = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert "start_dat, backfill_window_days.contacts" in warning
+    assert "2024-01-01" not in warning, "names the keys, never quotes their values"
+
+
+def test_the_earliest_start_date_and_the_widest_window_still_make_a_first_sync_start():
+    parsed = parse_config(config(start_date="1970-01-01T00:00:00Z", backfill_window_days={"events": 36_500}), NOW)
+    assert parsed.backfill_start("events", NOW) == parsed.start_date

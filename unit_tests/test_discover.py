@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from airbyte_cdk.models import SyncMode
+import pytest
+from airbyte_cdk.models import FailureType, SyncMode
 from airbyte_cdk.test.entrypoint_wrapper import discover
 from jsonschema import Draft7Validator
 
 from source_klaviyo import SourceKlaviyo
-from unit_tests.klaviyo_mock import config
+from unit_tests.klaviyo_mock import config, run_read, source
 
 EXPECTED = {
     "campaigns_v1": None,
     "campaigns_email": None,
     "campaigns_sms": None,
+    "campaigns_push": None,
+    "campaign_messages": None,
     "templates": "updated",
     "profiles": "created",
     "events": "datetime",
@@ -20,14 +23,59 @@ EXPECTED = {
     "metrics": None,
     "lists": "updated",
     "segments": "updated",
+    "list_memberships": "joined_group_at",
+    "segment_memberships": "joined_group_at",
+    "global_exclusions": "timestamp",
+    "list_exclusions": "timestamp",
     "flows": None,
+    "flow_actions": "updated",
+    "flow_messages": "updated",
+    "tags": None,
+    "tag_groups": None,
+    "coupons": None,
+    "coupon_codes": None,
+    "forms": "updated_at",
+    "catalog_items": None,
+    "catalog_variants": None,
+    "catalog_categories": None,
     "metric_aggregates": None,
+}
+KEYS = {
+    "list_memberships": [["list_id"], ["profile_id"]],
+    "segment_memberships": [["segment_id"], ["profile_id"]],
+    "list_exclusions": [["list_id"], ["profile_id"]],
 }
 
 
+QUERY = {
+    "data": {
+        "type": "metric-aggregate",
+        "attributes": {
+            "metric_id": "MET1",
+            "measurements": ["count"],
+            "filter": ["greater-or-equal(datetime,2025-01-01T00:00:00)", "less-than(datetime,2025-02-01T00:00:00)"],
+        },
+    }
+}
+# What makes the three streams that need more than a key runnable.
+EVERYTHING = config(
+    events_custom_dates={"start": "2025-11-01T00:00:00Z", "end": "2025-12-01T00:00:00Z"},
+    metric_aggregates=QUERY,
+    legacy_v1_campaigns=True,
+)
+NEED_SETTINGS = {
+    "events_custom_dates": "`events_custom_dates`",
+    "metric_aggregates": "`metric_aggregates`",
+    "campaigns_v1": "`legacy_v1_campaigns`",
+}
+
+
+def discovered(cfg):
+    return {stream.name: stream for stream in discover(source(), cfg).catalog.catalog.streams}
+
+
 def test_discover_lists_every_stream_with_schema_key_cursor_and_modes(api):
-    output = discover(SourceKlaviyo(config()), config())
-    streams = {stream.name: stream for stream in output.catalog.catalog.streams}
+    streams = discovered(EVERYTHING)
 
     assert set(streams) == set(EXPECTED)
     assert api.call_count == 0, "discover needs no request"
@@ -35,8 +83,8 @@ def test_discover_lists_every_stream_with_schema_key_cursor_and_modes(api):
         stream = streams[name]
         Draft7Validator.check_schema(stream.json_schema)
         assert stream.json_schema["$schema"] == "http://json-schema.org/draft-07/schema#"
-        assert stream.source_defined_primary_key == [["id"]]
-        assert stream.json_schema["properties"]["id"]["type"] == "string"
+        assert stream.source_defined_primary_key == KEYS.get(name, [["id"]])
+        assert all(stream.json_schema["properties"][key]["type"] == "string" for (key,) in KEYS.get(name, [["id"]]))
         if cursor:
             assert stream.supported_sync_modes == [SyncMode.full_refresh, SyncMode.incremental]
             assert stream.default_cursor_field == [cursor]
@@ -52,3 +100,19 @@ def test_spec_is_served_from_the_package():
     properties = spec.connectionSpecification["properties"]
     assert properties["api_key"]["airbyte_secret"] is True
     assert properties["revision"]["enum"] == ["2026-07-15", "2023-10-15"]
+
+
+def test_with_only_a_key_discover_offers_just_the_streams_that_need_nothing_more(api):
+    assert set(discovered(config())) == set(EXPECTED) - set(NEED_SETTINGS)
+    for stream, setting in NEED_SETTINGS.items():
+        others = {name: value for name, value in EVERYTHING.items() if setting.strip("`") != name}
+        assert stream not in discovered(others), f"{stream} needs {setting}"
+
+
+@pytest.mark.parametrize("stream", NEED_SETTINGS)
+def test_a_catalog_selecting_a_stream_whose_setting_is_gone_is_a_config_error_naming_both(api, stream):
+    output = run_read(config(), {stream: SyncMode.full_refresh}, expect_failure=True)
+    (error,) = output.errors
+    assert error.trace.error.failure_type == FailureType.config_error
+    assert f"the {stream} stream, which needs {NEED_SETTINGS[stream]}" in error.trace.error.message
+    assert api.call_count == 0

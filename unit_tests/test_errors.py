@@ -22,6 +22,8 @@ from unit_tests.klaviyo_mock import (
     url,
 )
 
+pytestmark = pytest.mark.usefixtures("one_window_per_range")
+
 UPDATED = "2026-11-01T12:00:00+00:00"
 PAGE = {"data": [sample("templates", 1, UPDATED), sample("templates", 2, UPDATED)], "links": {"self": url("templates")}}
 

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import pytest
 from airbyte_cdk.models import ConfiguredAirbyteCatalog, FailureType, SyncMode
 from airbyte_cdk.test.catalog_builder import ConfiguredAirbyteStreamBuilder
 from airbyte_cdk.test.entrypoint_wrapper import read
 from airbyte_cdk.test.models.outcome import ExpectedOutcome
 
-from source_klaviyo import SourceKlaviyo
-from unit_tests.klaviyo_mock import METRIC, config, resource, run_read, sample, serve_pages, stream_state
-from unit_tests.test_streams import UPDATED, data_requests, filter_terms
+from unit_tests.klaviyo_mock import (
+    METRIC,
+    config,
+    data_requests,
+    filter_terms,
+    resource,
+    run_read,
+    sample,
+    serve_pages,
+    source,
+    stream_state,
+)
+from unit_tests.test_streams import UPDATED
+
+pytestmark = pytest.mark.usefixtures("one_window_per_range")
 
 METRICS = [
     resource("metrics", "MET1", {"name": "Placed Order"}),
@@ -70,7 +83,7 @@ def read_profiles(api, cursor_field, **extra):
         if cursor_field in (["created"], ["updated"])
         else ExpectedOutcome.EXPECT_EXCEPTION
     )
-    return read(SourceKlaviyo(settings), settings, catalog, expected_outcome=outcome)
+    return read(source(), settings, catalog, expected_outcome=outcome)
 
 
 def test_profiles_follow_the_cursor_chosen_in_the_catalog(api):
@@ -79,7 +92,7 @@ def test_profiles_follow_the_cursor_chosen_in_the_catalog(api):
     (request,) = data_requests(api)
     assert request["query"]["sort"] == "updated"
     assert all("(updated," in term for term in filter_terms(request["query"]))
-    assert stream_state(output, "profiles") == {"updated": "2026-11-01T12:00:00Z"}
+    assert stream_state(output, "profiles")["slices"][0]["most_recent_cursor_value"] == "2026-11-01T12:00:00Z"
 
 
 def test_a_profiles_cursor_other_than_created_or_updated_is_a_config_error(api):
@@ -94,3 +107,31 @@ def test_predictive_analytics_are_asked_for_only_when_configured(api):
     read_profiles(api, ["created"], profiles_predictive_analytics=True)
     (request,) = data_requests(api)
     assert request["query"]["additional-fields[profile]"] == "subscriptions,predictive_analytics"
+
+
+def test_events_carry_the_ids_klaviyo_attributes_them_to_from_the_included_attribution(api):
+    event = sample("events", 1, UPDATED)
+    event["relationships"]["attributions"] = {"data": [{"type": "attribution", "id": "ATT1"}]}
+    unattributed = sample("events", 2, UPDATED)
+    attribution = {
+        "type": "attribution",
+        "id": "ATT1",
+        "relationships": {
+            "event": {"data": {"type": "event", "id": event["id"]}},
+            "campaign": {"data": {"type": "campaign", "id": "CAM1"}},
+            "campaign-message": {"data": {"type": "campaign-message", "id": "MSG1"}},
+        },
+    }
+    serve_pages(api, "events", [[event, unattributed]], included=[METRIC, attribution])
+    output = run_read(config(num_workers=1), {"events": SyncMode.incremental})
+
+    first, second = (message.record.data for message in output.records)
+    assert (first["campaign_id"], first["campaign_message_id"], first["metric_name"]) == (
+        "CAM1",
+        "MSG1",
+        "Placed Order",
+    )
+    assert "flow_id" not in first and "flow_message_id" not in first
+    assert not {"campaign_id", "flow_id"} & set(second)
+    (request,) = data_requests(api)
+    assert request["query"]["include"] == "metric,attributions"

@@ -11,7 +11,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_klaviyo.aggregate_query import DIMENSIONS
 from source_klaviyo.config import parse_config
-from unit_tests.klaviyo_mock import config, error_body, run_read, url
+from unit_tests.klaviyo_mock import NOW, config, error_body, run_read, url
 
 START, END = "2024-01-01T00:00:00", "2025-07-01T00:00:00"
 
@@ -153,7 +153,8 @@ def test_a_query_klaviyo_rejects_is_a_config_error_quoting_klaviyo(api):
 def test_selecting_metric_aggregates_without_a_query_is_a_config_error(api):
     output = run_read(config(), {"metric_aggregates": SyncMode.full_refresh}, expect_failure=True)
     (error,) = output.errors
-    assert "holds no query" in error.trace.error.message and api.call_count == 0
+    message = error.trace.error.message
+    assert "metric_aggregates stream, which needs `metric_aggregates` (a query)" in message and api.call_count == 0
 
 
 @pytest.mark.parametrize(
@@ -172,6 +173,7 @@ def test_selecting_metric_aggregates_without_a_query_is_a_config_error(api):
             "end the datetime range after",
         ),
         (query(filter=["greater-or-equal(datetime,soon)", f"less-than(datetime,{END})"]), "ISO-8601"),
+        (query(filter=[f"greater-or-equal(datetime,{START})", "less-than(datetime,9999-12-31T23:59:59)"]), "2100"),
         (query(interval="year"), "unknown interval ['year']"),
         (query(timezone="Mars/Olympus"), "IANA timezone"),
         (query(page_cursor="x"), "not supported"),
@@ -180,7 +182,7 @@ def test_selecting_metric_aggregates_without_a_query_is_a_config_error(api):
 )
 def test_a_bad_query_is_a_config_error_that_says_what_is_wrong(value, words):
     with pytest.raises(AirbyteTracedException) as caught:
-        parse_config(config(metric_aggregates=value))
+        parse_config(config(metric_aggregates=value), NOW)
     assert caught.value.failure_type == FailureType.config_error
     assert "`metric_aggregates`" in caught.value.message and words in caught.value.message, caught.value.message
 

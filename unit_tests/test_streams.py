@@ -1,31 +1,60 @@
-"""Per stream: request path, parameters and headers; paging; flat records; state; backfill start."""
+"""Per stream: request path, parameters and headers; paging; flat records; backfill start."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from airbyte_cdk.models import SyncMode
-from airbyte_cdk.test.state_builder import StateBuilder
 from jsonschema import Draft7Validator
 
-from integration_tests.klaviyo_sim.contract import split_top_level
-from source_klaviyo.cursor import parse_klaviyo_datetime
 from source_klaviyo.endpoints import endpoint
-from source_klaviyo.streams import STREAM_CLASSES
-from unit_tests.klaviyo_mock import API_KEY, METRIC, config, run_read, sample, serve_pages, stream_state
+from source_klaviyo.streams import STREAM_CLASSES, ChildStream
+from unit_tests.klaviyo_mock import (
+    API_KEY,
+    METRIC,
+    NOW,
+    assert_near,
+    bound,
+    config,
+    data_requests,
+    filter_terms,
+    run_read,
+    sample,
+    serve_pages,
+    source,
+)
+
+pytestmark = pytest.mark.usefixtures("one_window_per_range")
 
 REVISIONS = ["2026-07-15", "2023-10-15"]
-# The JSON:API collection streams (campaigns_v1 and metric_aggregates have tests of their own).
-COLLECTIONS = [cls for cls in STREAM_CLASSES if cls.name not in ("campaigns_v1", "metric_aggregates")]
+# The streams that read one JSON:API collection as it is (campaigns_v1, metric_aggregates, per-parent streams and
+# exclusions have tests of their own).
+OWN_TESTS = ("campaigns_v1", "metric_aggregates", "global_exclusions", "list_exclusions")
+COLLECTIONS = [cls for cls in STREAM_CLASSES if cls.name not in OWN_TESTS and not issubclass(cls, ChildStream)]
 ENDPOINT_OF = {cls.name: cls.endpoint_name for cls in COLLECTIONS}
-INCREMENTAL = ["templates", "lists", "segments", "profiles", "events"]
+INCREMENTAL = ["templates", "lists", "segments", "profiles", "events", "forms"]
+# Streams a revision does not offer.
+NOT_IN = {"2023-10-15": {"campaigns_push", "forms"}}
+CASES = [
+    (stream, revision)
+    for revision in REVISIONS
+    for stream in sorted(ENDPOINT_OF)
+    if stream not in NOT_IN.get(revision, ())
+]
+EVENTS_INCLUDE = {"2026-07-15": "metric,attributions", "2023-10-15": "metric"}
+INCLUDED = {
+    "events": EVENTS_INCLUDE,
+    "events_custom_dates": EVENTS_INCLUDE,
+    "tags": "tag-group",
+    "flows": "flow-actions,tags",
+}
+TAGGED = ("campaigns_email", "campaigns_sms", "campaigns_push", "lists", "segments")
 WINDOWED = ["profiles", "events", "events_custom_dates"]
 UPDATED = "2026-11-01T12:00:00+00:00"
-NOW = datetime.now(timezone.utc)
+
 CUSTOM_DATES = {"start": "2026-10-01T00:00:00Z", "end": "2026-11-10T12:00:00Z"}
 
 
@@ -44,36 +73,7 @@ def serve(api: Any, stream: str, pages: list, revision: str = "2026-07-15") -> N
     )
 
 
-def data_requests(api: Any) -> list[Mapping[str, Any]]:
-    """The read's requests as {path, query, headers}, without the access probe a read opens with.
-
-    The probe is the read's first request to each path."""
-    probed, calls = set(), []
-    for call in api.request_history:
-        path = urlsplit(call.url).path
-        if path not in probed:
-            probed.add(path)
-            continue
-        query = dict(parse_qsl(urlsplit(call.url).query))
-        calls.append({"path": path, "query": query, "headers": call.headers, "timeout": call.timeout})
-    return calls
-
-
-def filter_terms(query: Mapping[str, str]) -> list[str]:
-    return split_top_level(query["filter"]) if "filter" in query else []
-
-
-def bound(terms: list[str], operator: str) -> datetime:
-    (term,) = [t for t in terms if t.startswith(operator + "(")]
-    return parse_klaviyo_datetime(term[len(operator) + 1 : -1].split(",", 1)[1])
-
-
-def assert_near(value: datetime, expected: datetime, seconds: int = 120) -> None:
-    assert abs((value - expected).total_seconds()) < seconds, f"{value} is not within {seconds}s of {expected}"
-
-
-@pytest.mark.parametrize("revision", REVISIONS)
-@pytest.mark.parametrize("stream", sorted(ENDPOINT_OF))
+@pytest.mark.parametrize("stream, revision", CASES)
 def test_first_request_has_the_revision_path_page_size_headers_and_filters(api, stream, revision):
     serve(api, stream, [[sample(ENDPOINT_OF[stream], 1, UPDATED, revision)]], revision)
     mode = SyncMode.incremental if stream in INCREMENTAL else SyncMode.full_refresh
@@ -90,25 +90,38 @@ def test_first_request_has_the_revision_path_page_size_headers_and_filters(api, 
         assert request["headers"]["Authorization"] == f"Klaviyo-API-Key {API_KEY}"
         assert request["query"].get("page[size]") == (str(facts.max_page_size) if facts.max_page_size else None)
         assert request["timeout"] == (10, 60), "explicit connect and read timeouts"
+        included = INCLUDED.get(stream, "tags" if stream in TAGGED else None)
+        assert request["query"].get("include") == (included.get(revision) if isinstance(included, dict) else included)
 
     terms = [filter_terms(request["query"]) for request in requests]
     two_years_ago = NOW - timedelta(days=730)
     if stream.startswith("campaigns"):
-        channel = "email" if stream == "campaigns_email" else "sms"
+        channel = {"campaigns_email": "email", "campaigns_sms": "sms", "campaigns_push": "mobile_push"}[stream]
         assert sorted(terms) == [
             [f"equals(messages.channel,'{channel}')", "equals(archived,false)"],
             [f"equals(messages.channel,'{channel}')", "equals(archived,true)"],
         ]
-    elif stream in ("metrics", "flows"):
+    elif stream == "flows":
+        assert sorted(terms) == [["equals(archived,false)"], ["equals(archived,true)"]]
+    elif stream in (
+        "metrics",
+        "tags",
+        "tag_groups",
+        "coupons",
+        "catalog_items",
+        "catalog_variants",
+        "catalog_categories",
+    ):
         assert terms == [[]]
+    elif stream == "forms":  # all history by default
+        assert terms == [
+            ["greater-or-equal(updated_at,2012-01-01T00:00:00Z)", f"less-than(updated_at,{NOW:%Y-%m-%dT%H:%M:%SZ})"]
+        ]
     elif stream == "events":
         (window,) = terms
         assert_near(bound(window, "greater-or-equal"), NOW - timedelta(days=30))
         assert_near(bound(window, "less-than"), NOW)
-        assert {key: requests[0]["query"][key] for key in ("sort", "include")} == {
-            "sort": "datetime",
-            "include": "metric",
-        }
+        assert requests[0]["query"]["sort"] == "datetime"
     elif stream == "events_custom_dates":  # start exclusive, end inclusive, at one-second precision
         assert terms == [
             ["greater-or-equal(datetime,2026-10-01T00:00:01Z)", "less-than(datetime,2026-11-10T12:00:01Z)"]
@@ -138,14 +151,13 @@ def test_follows_links_next_through_every_page(api, stream):
 
     ids = [record.record.data["id"] for record in output.records]
     expected = [resource["id"] for page in pages for resource in page]
-    partitions = 2 if stream.startswith("campaigns") else 1  # archived and unarchived
+    partitions = 2 if stream.startswith("campaigns") or stream == "flows" else 1  # archived and unarchived
     assert sorted(ids) == sorted(expected * partitions)
     cursors = [query.get("page[cursor]") for query in (r["query"] for r in data_requests(api))]
     assert sorted(cursors, key=str) == sorted([None, "1", "2"] * partitions, key=str)
 
 
-@pytest.mark.parametrize("revision", REVISIONS)
-@pytest.mark.parametrize("stream", sorted(ENDPOINT_OF))
+@pytest.mark.parametrize("stream, revision", CASES)
 def test_records_are_flat_and_match_the_stream_schema(api, stream, revision):
     name = ENDPOINT_OF[stream]
     body = sample(name, 7, UPDATED, revision)
@@ -169,84 +181,8 @@ def test_records_are_flat_and_match_the_stream_schema(api, stream, revision):
 
 
 def _schema(stream: str) -> Mapping[str, Any]:
-    from source_klaviyo.source import SourceKlaviyo
-
-    (instance,) = [s for s in SourceKlaviyo().streams(stream_config(stream)) if s.name == stream]
+    (instance,) = [s for s in source().streams(stream_config(stream)) if s.name == stream]
     return instance.get_json_schema()
-
-
-CURSOR = {
-    "templates": "updated",
-    "lists": "updated",
-    "segments": "updated",
-    "profiles": "created",
-    "events": "datetime",
-}
-
-
-@pytest.mark.parametrize("stream", INCREMENTAL)
-def test_state_is_the_newest_emitted_cursor_and_the_next_sync_starts_there(api, stream):
-    updates = ["2026-10-01T08:00:00+00:00", "2026-11-20T09:30:15+00:00", "2026-11-02T00:00:00+00:00"]
-    serve(api, stream, [[sample(ENDPOINT_OF[stream], i, updated)] for i, updated in enumerate(updates)])
-    settings = stream_config(stream, event_lookback_hours=0)
-    first = run_read(settings, {stream: SyncMode.incremental})
-    assert len(first.records) == 3
-    assert stream_state(first, stream) == {CURSOR[stream]: "2026-11-20T09:30:15Z"}
-
-    api.reset_mock()
-    state = StateBuilder().with_stream_state(stream, stream_state(first, stream)).build()
-    run_read(settings, {stream: SyncMode.incremental}, state=state)
-    (window,) = {tuple(filter_terms(r["query"])) for r in data_requests(api)}
-    window = list(window)
-    cursor = datetime(2026, 11, 20, 9, 30, 15, tzinfo=timezone.utc)
-    if stream in ("templates", "events"):
-        assert bound(window, "greater-or-equal") == cursor
-    else:
-        assert bound(window, "greater-than") == cursor - timedelta(seconds=1)
-
-
-def test_an_incremental_events_sync_looks_back_for_late_events(api):
-    serve(api, "events", [[sample("events", 1, UPDATED)]])
-    state = StateBuilder().with_stream_state("events", {"datetime": "2026-11-20T09:30:15Z"}).build()
-    run_read(stream_config("events", event_lookback_hours=36), {"events": SyncMode.incremental}, state=state)
-    (window,) = [filter_terms(r["query"]) for r in data_requests(api)]
-    assert bound(window, "greater-or-equal") == datetime(2026, 11, 18, 21, 30, 15, tzinfo=timezone.utc)
-
-
-@pytest.mark.parametrize("stream", ["lists", "segments"])
-def test_greater_than_only_streams_leave_records_updated_after_the_window_for_the_next_sync(api, stream):
-    name = ENDPOINT_OF[stream]
-    later = (NOW + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S+00:00")
-    serve_pages(api, name, [[sample(name, 1, UPDATED), sample(name, 2, later)]])
-    output = run_read(config(), {stream: SyncMode.incremental})
-
-    assert [r.record.data["updated"] for r in output.records] == [UPDATED]
-    assert stream_state(output, stream) == {"updated": "2026-11-01T12:00:00Z"}
-
-
-def test_first_sync_starts_at_the_later_of_the_window_and_start_date(api):
-    serve_pages(api, "templates", [[sample("templates", 1, UPDATED)]])
-    recent = (NOW - timedelta(days=10)).replace(microsecond=0)
-    run_read(config(start_date=recent.strftime("%Y-%m-%dT%H:%M:%SZ")), {"templates": SyncMode.incremental})
-    (window,) = [filter_terms(r["query"]) for r in data_requests(api)]
-    assert bound(window, "greater-or-equal") == recent
-
-    api.reset_mock()
-    run_read(config(start_date="2020-01-01T00:00:00Z"), {"templates": SyncMode.incremental})
-    (window,) = [filter_terms(r["query"]) for r in data_requests(api)]
-    assert_near(bound(window, "greater-or-equal"), NOW - timedelta(days=730))
-
-
-@pytest.mark.parametrize(
-    "days, expected_start",
-    [(7, NOW - timedelta(days=7)), (0, datetime(2012, 1, 1, tzinfo=timezone.utc))],
-    ids=["seven-days", "all-history"],
-)
-def test_backfill_window_override_moves_the_first_sync_start(api, days, expected_start):
-    serve_pages(api, "templates", [[sample("templates", 1, UPDATED)]])
-    run_read(config(backfill_window_days={"templates": days}), {"templates": SyncMode.incremental})
-    (window,) = [filter_terms(r["query"]) for r in data_requests(api)]
-    assert_near(bound(window, "greater-or-equal"), expected_start)
 
 
 def test_start_date_narrows_full_refresh_streams_that_klaviyo_filters_by_time(api):
@@ -258,16 +194,8 @@ def test_start_date_narrows_full_refresh_streams_that_klaviyo_filters_by_time(ap
     )
     terms = [filter_terms(r["query"]) for r in data_requests(api)]
     assert sorted(t for window in terms for t in window if "updated" in t) == [
+        "greater-or-equal(updated,2025-06-01T00:00:00Z)",  # flows, unarchived and archived
         "greater-or-equal(updated,2025-06-01T00:00:00Z)",
-        "greater-or-equal(updated_at,2025-06-01T00:00:00Z)",
+        "greater-or-equal(updated_at,2025-06-01T00:00:00Z)",  # campaigns, unarchived and archived
         "greater-or-equal(updated_at,2025-06-01T00:00:00Z)",
     ]
-
-
-def test_full_refresh_of_an_incremental_stream_ignores_its_state(api):
-    serve_pages(api, "templates", [[sample("templates", 1, UPDATED)]])
-    state = StateBuilder().with_stream_state("templates", {"updated": "2026-11-20T00:00:00Z"}).build()
-    output = run_read(config(), {"templates": SyncMode.full_refresh}, state=state)
-    (window,) = [filter_terms(r["query"]) for r in data_requests(api)]
-    assert_near(bound(window, "greater-or-equal"), NOW - timedelta(days=730))
-    assert len(output.records) == 1

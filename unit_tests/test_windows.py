@@ -38,6 +38,7 @@ class FakeStream:
 
     name = "events"
     page_size = 1_000
+    hands_off_pages = True
 
     def __init__(self, read=None):
         self._read = read or (lambda partition: iter(()))
@@ -63,19 +64,22 @@ def test_a_dense_first_page_narrows_the_window_and_hands_off_the_rest_in_density
     assert_tiles(handed, 3_600, 100 * DAY)
 
 
-def test_a_window_that_needs_only_a_few_more_pages_keeps_paging():
+def test_a_window_ends_with_its_page_and_a_short_rest_goes_back_whole():
     planner = WindowPlanner(FakeStream(), [], workers=4)
     partition = partition_of(planner, 0, 10_000)
-    # 1,000 records in 4,000 s: the remaining 6,000 s hold about 1.5 pages.
-    assert not partition.hand_off(at=4_000, records_seen=1_000, first=0, last=4_000)
-    assert partition.window == Window(0, 10_000) and not planner._pending
+    # 1,000 records in 4,000 s: the remaining 6,000 s hold about 1.5 pages, one window's worth.
+    assert partition.hand_off(at=4_000, records_seen=1_000, first=0, last=4_000)
+    assert partition.window == Window(0, 4_000)
+    assert list(planner._pending) == [Window(4_000, 10_000)]
 
 
 @pytest.mark.parametrize(
-    "workers, first, last", [(1, 0, 3_600), (4, 500, 500)], ids=["one-worker", "a-page-of-one-second"]
+    "hands_off, first, last", [(False, 0, 3_600), (True, 500, 500)], ids=["no-hand-off", "one-second"]
 )
-def test_no_hand_off_with_one_worker_or_when_the_page_cannot_be_cut(workers, first, last):
-    planner = WindowPlanner(FakeStream(), [], workers=workers)
+def test_no_hand_off_for_a_stream_that_does_not_or_a_page_that_cannot_be_cut(hands_off, first, last):
+    stream = FakeStream()
+    stream.hands_off_pages = hands_off
+    planner = WindowPlanner(stream, [], workers=4)
     partition = partition_of(planner)
     assert not partition.hand_off(at=last, records_seen=1_000, first=first, last=last)
     assert partition.window == Window(0, 100 * DAY)

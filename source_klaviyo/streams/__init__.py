@@ -1,17 +1,30 @@
 """The connector's streams, in the order discover lists them."""
 
+from source_klaviyo.streams.audiences import (
+    GlobalExclusions,
+    ListExclusions,
+    ListMemberships,
+    Lists,
+    SegmentMemberships,
+    Segments,
+)
 from source_klaviyo.streams.base import IncrementalKlaviyoStream, KlaviyoStream
-from source_klaviyo.streams.campaigns import CampaignsEmail, CampaignsSms, CampaignsV1
+from source_klaviyo.streams.campaigns import CampaignMessages, CampaignsEmail, CampaignsPush, CampaignsSms, CampaignsV1
+from source_klaviyo.streams.children import ChildStream
+from source_klaviyo.streams.commerce import CatalogCategories, CatalogItems, CatalogVariants, CouponCodes, Coupons
 from source_klaviyo.streams.events import Events, EventsCustomDates
+from source_klaviyo.streams.flows import FlowActions, FlowMessages, Flows
 from source_klaviyo.streams.metric_aggregates import MetricAggregates
 from source_klaviyo.streams.profiles import Profiles
-from source_klaviyo.streams.resources import Flows, Lists, Metrics, Segments, Templates
+from source_klaviyo.streams.resources import Forms, Metrics, TagGroups, Tags, Templates
 from source_klaviyo.streams.windowed import WindowedKlaviyoStream
 
 STREAM_CLASSES = (
     CampaignsEmail,
     CampaignsSms,
+    CampaignsPush,
     CampaignsV1,
+    CampaignMessages,
     Templates,
     Profiles,
     Events,
@@ -19,12 +32,27 @@ STREAM_CLASSES = (
     Metrics,
     Lists,
     Segments,
+    ListMemberships,
+    SegmentMemberships,
+    GlobalExclusions,
+    ListExclusions,
     Flows,
+    FlowActions,
+    FlowMessages,
+    Tags,
+    TagGroups,
+    Coupons,
+    CouponCodes,
+    Forms,
+    CatalogItems,
+    CatalogVariants,
+    CatalogCategories,
     MetricAggregates,
 )
 
 __all__ = [
     "STREAM_CLASSES",
+    "ChildStream",
     "Events",
     "EventsCustomDates",
     "IncrementalKlaviyoStream",

@@ -12,7 +12,7 @@ from __future__ import annotations
 from abc import ABC
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import requests
@@ -25,10 +25,12 @@ from airbyte_cdk.sources.streams.http.requests_native_auth import TokenAuthentic
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from requests.auth import AuthBase
 
+from source_klaviyo.clock import format_klaviyo_datetime, parse_klaviyo_datetime
 from source_klaviyo.config import KlaviyoConfig
-from source_klaviyo.cursor import SLICE_END, SLICE_START, format_klaviyo_datetime, parse_klaviyo_datetime
-from source_klaviyo.endpoints import Endpoint, endpoint
+from source_klaviyo.endpoints import DEFAULT_REVISION, Endpoint, endpoint
 from source_klaviyo.errors import CONNECT_TIMEOUT, MAX_RETRIES, KlaviyoErrorHandler, RetryAfterBackoff, json_body
+from source_klaviyo.planning import ReadSlots, slot
+from source_klaviyo.state import SLICE_END, SLICE_START
 
 JSON_API = "application/vnd.api+json"
 
@@ -47,17 +49,37 @@ class KlaviyoStream(HttpStream, ABC):
     time_operators: ClassVar[tuple[str, str | None]] = ("greater-or-equal", "less-than")
     # Whether tools/generate_schemas.py writes the schema from Klaviyo's spec (else it is written by hand).
     generated_schema: ClassVar[bool] = True
+    # Related resources asked for with `include=` (their linkage fills the relationship fields).
+    included: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, config: KlaviyoConfig, budget: APIBudget, now: datetime | None = None) -> None:
+    def __init__(self, config: KlaviyoConfig, budget: APIBudget, now: datetime, slots: ReadSlots | None = None) -> None:
         self._config = config
         self._endpoint = self.endpoint_facts(config.revision)
         self._budget = budget
-        self._window_start = config.backfill_start(self.name, now or datetime.now(timezone.utc))
+        self._now = now
+        self.slots = slots
+        self._window_start = config.backfill_start(self.name, now)
         self._authenticator = self.authenticator(config.api_key.get_secret_value())
         super().__init__(authenticator=self._authenticator, api_budget=budget)
 
+    @classmethod
+    def missing_setting(cls, config: KlaviyoConfig) -> str | None:
+        """What the config must still set for this stream to be read (None: nothing). discover offers only
+        the streams that need nothing more, so selecting every discovered stream always syncs."""
+        if endpoint(config.revision, cls.endpoint_name) is None:
+            return f"`revision` {DEFAULT_REVISION} (revision {config.revision} has no /api/{cls.endpoint_name})"
+        return None
+
     def endpoint_facts(self, revision: str) -> Endpoint:
         return endpoint(revision, self.endpoint_name)
+
+    @property
+    def steady_per_minute(self) -> int:
+        return self._endpoint.steady_per_minute
+
+    def includes(self) -> tuple[str, ...]:
+        """What `include=` asks for in this revision."""
+        return self.included
 
     def authenticator(self, key: str) -> AuthBase:
         return TokenAuthenticator(token=key, auth_method="Klaviyo-API-Key")
@@ -72,7 +94,8 @@ class KlaviyoStream(HttpStream, ABC):
 
     @property
     def window_start(self) -> datetime | None:
-        """Where a first sync starts: the later of the backfill window and start_date (None: all history)."""
+        """Where a first sync (or a full refresh) starts: the later of the backfill window and start_date
+        (None: all history). A sync with state resumes from its state instead (see state.py)."""
         return self._window_start
 
     def path(self, next_page_token: Mapping[str, Any] | None = None, **kwargs: Any) -> str:
@@ -94,6 +117,8 @@ class KlaviyoStream(HttpStream, ABC):
         if next_page_token:
             return {}
         params: MutableMapping[str, Any] = dict(self.extra_params())
+        if self.includes():
+            params["include"] = ",".join(self.includes())
         if self._endpoint.max_page_size:
             params["page[size]"] = self._endpoint.max_page_size
         filters = [*self.base_filters(), *self.slice_filters(stream_slice), *self.window_filters(stream_slice)]
@@ -148,13 +173,14 @@ class KlaviyoStream(HttpStream, ABC):
         stream_slice: Mapping[str, Any] | None = None,
         stream_state: Mapping[str, Any] | None = None,
     ) -> Iterable[Mapping[str, Any]]:
-        # Every page of the slice. Overriding read_records also stops HttpStream from attaching
-        # its resumable-full-refresh cursor, which under the concurrent facade reads one page only.
-        yield from self._read_pages(
-            lambda request, response, state, _slice: self.parse_response(response, stream_slice=_slice),
-            stream_slice,
-            stream_state,
-        )
+        # Every page of the slice, in one of the read's slots. Overriding read_records also stops HttpStream
+        # from attaching its resumable-full-refresh cursor, which under the concurrent facade reads one page only.
+        with slot(self.slots):
+            yield from self._read_pages(
+                lambda request, response, state, _slice: self.parse_response(response, stream_slice=_slice),
+                stream_slice,
+                stream_state,
+            )
 
     def parse_response(
         self, response: requests.Response, stream_slice: Mapping[str, Any] | None = None, **kwargs: Any
@@ -199,15 +225,16 @@ class KlaviyoStream(HttpStream, ABC):
             if not isinstance(cause, BaseBackoffException):
                 raise
             budget = f"up to {MAX_RETRIES} times within `retry_budget_seconds` ({self._config.retry_budget_seconds} s)"
+            again = "sync again later (it resumes where this sync stopped), or raise `retry_budget_seconds`"
             if error.message == "API rate limit exceeded.":
                 message = (
                     f"Klaviyo kept throttling stream '{self.name}' (HTTP 429) while it retried {budget}. Another "
-                    "client may be using the account's API quota: sync later, or raise `retry_budget_seconds`."
+                    f"client may be using the account's API quota: {again}."
                 )
             else:
                 message = (
                     f"Stream '{self.name}' stopped after retrying {budget}; the last failure: {cause} Klaviyo or "
-                    "the network may be down: sync later, or raise `retry_budget_seconds`."
+                    f"the network may be down: {again}."
                 )
             raise AirbyteTracedException(
                 message=message,
@@ -264,6 +291,8 @@ class KlaviyoStream(HttpStream, ABC):
     def probe_request(self) -> Mapping[str, Any] | None:
         """The cheapest request that shows whether the stream can be read: its first page, one record long."""
         params = dict(self.extra_params())
+        if self.includes():
+            params["include"] = ",".join(self.includes())
         if self._endpoint.max_page_size:
             params["page[size]"] = 1
         if self.base_filters():
@@ -273,6 +302,22 @@ class KlaviyoStream(HttpStream, ABC):
     def retired_message(self) -> str:
         """What a 410 from this stream's endpoint means, in the words of its error handler."""
         return self.get_error_handler().interpret_response(_status(410)).error_message or "HTTP 410 Gone"
+
+
+class WithArchived(KlaviyoStream, ABC):
+    """A collection Klaviyo lists archived records of only when the filter asks for them (campaigns, flows):
+    read as two partitions, one per value of `archived`."""
+
+    def stream_slices(self, **kwargs: Any) -> Iterable[Mapping[str, Any] | None]:
+        yield {"archived": False}
+        yield {"archived": True}
+
+    def slice_filters(self, stream_slice: Mapping[str, Any] | None) -> list[str]:
+        return [archived_filter(stream_slice["archived"])]
+
+
+def archived_filter(archived: bool) -> str:
+    return f"equals(archived,{'true' if archived else 'false'})"
 
 
 class IncrementalKlaviyoStream(KlaviyoStream, ABC):

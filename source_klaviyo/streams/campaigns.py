@@ -1,8 +1,9 @@
-"""Campaigns: one stream per messaging channel (Klaviyo requires the channel filter), and the retired v1 API."""
+"""Campaigns: one stream per messaging channel (Klaviyo requires the channel filter), every campaign's
+messages, and the retired v1 API."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -12,32 +13,25 @@ from airbyte_cdk.models import FailureType
 from airbyte_cdk.sources.streams.http.error_handlers import ErrorResolution, ResponseAction
 from requests.auth import AuthBase
 
-from source_klaviyo.endpoints import V1_CAMPAIGNS, Endpoint
+from source_klaviyo.clock import format_klaviyo_datetime
+from source_klaviyo.config import KlaviyoConfig
+from source_klaviyo.endpoints import DEFAULT_REVISION, V1_CAMPAIGNS, Endpoint
 from source_klaviyo.errors import json_body
-from source_klaviyo.streams.base import KlaviyoStream
+from source_klaviyo.streams.base import KlaviyoStream, WithArchived
+from source_klaviyo.streams.children import ChildStream, ParentCollection, archived_and_not
 
 
-class Campaigns(KlaviyoStream):
-    """Archived and unarchived campaigns of one channel.
-
-    Klaviyo lists only unarchived campaigns unless the filter asks for archived
-    ones, so the stream reads two partitions, one per value of `archived`.
-    """
+class Campaigns(WithArchived):
+    """Archived and unarchived campaigns of one channel (Klaviyo requires the channel filter)."""
 
     endpoint_name = "campaigns"
     time_field = "updated_at"
     relationships = {"campaign-messages": "campaign_message_ids", "tags": "tag_ids"}
+    included = ("tags",)
     channel: ClassVar[str]
 
     def base_filters(self) -> list[str]:
-        return [f"equals(messages.channel,'{self.channel}')"]
-
-    def stream_slices(self, **kwargs: Any) -> Iterable[Mapping[str, Any] | None]:
-        yield {"archived": False}
-        yield {"archived": True}
-
-    def slice_filters(self, stream_slice: Mapping[str, Any] | None) -> list[str]:
-        return [f"equals(archived,{'true' if stream_slice['archived'] else 'false'})"]
+        return [channel_filter(self.channel)]
 
 
 class CampaignsEmail(Campaigns):
@@ -48,6 +42,38 @@ class CampaignsEmail(Campaigns):
 class CampaignsSms(Campaigns):
     name = "campaigns_sms"
     channel = "sms"
+
+
+class CampaignsPush(Campaigns):
+    name = "campaigns_push"
+    channel = "mobile_push"
+
+    @classmethod
+    def missing_setting(cls, config: KlaviyoConfig) -> str | None:
+        if config.revision != DEFAULT_REVISION:
+            return f"`revision` {DEFAULT_REVISION} (revision {config.revision} has no push campaigns)"
+        return super().missing_setting(config)
+
+
+class CampaignMessages(ChildStream):
+    """The messages of every campaign of every channel, archived ones too (the campaign streams' window)."""
+
+    name = "campaign_messages"
+    endpoint_name = "campaigns/{id}/campaign-messages"
+    parent_field = "campaign_id"
+    relationships = {"campaign": "campaign_id", "template": "template_id", "image": "image_id"}
+
+    def parents(self) -> Iterator[str]:
+        streams = (CampaignsEmail, CampaignsSms, CampaignsPush)
+        channels = [stream.channel for stream in streams if not stream.missing_setting(self._config)]
+        start = self.window_start
+        since = [f"greater-or-equal(updated_at,{format_klaviyo_datetime(start)})"] if start else []
+        partitions = [part for channel in channels for part in archived_and_not(channel_filter(channel), *since)]
+        return ParentCollection(self, "campaigns", partitions).ids()
+
+
+def channel_filter(channel: str) -> str:
+    return f"equals(messages.channel,'{channel}')"
 
 
 class CampaignsV1(KlaviyoStream):
@@ -61,6 +87,10 @@ class CampaignsV1(KlaviyoStream):
     name = "campaigns_v1"
     endpoint_name = "v1/campaigns"
     generated_schema = False
+
+    @classmethod
+    def missing_setting(cls, config: KlaviyoConfig) -> str | None:
+        return None if config.legacy_v1_campaigns else "`legacy_v1_campaigns` set to true (v1 is retired)"
 
     def endpoint_facts(self, revision: str) -> Endpoint:
         return V1_CAMPAIGNS
@@ -92,7 +122,8 @@ class CampaignsV1(KlaviyoStream):
             ResponseAction.FAIL,
             FailureType.config_error,
             "Klaviyo retired its v1 API on 2024-06-30 and answers 410 Gone, so campaigns_v1 cannot be read. "
-            "Deselect campaigns_v1; campaigns_email and campaigns_sms read the same campaigns from the current API.",
+            "Deselect campaigns_v1; campaigns_email, campaigns_sms and campaigns_push read the same campaigns from "
+            "the current API.",
         )
         rejected = ErrorResolution(
             ResponseAction.FAIL, FailureType.config_error, "Klaviyo's v1 API rejected the API key."

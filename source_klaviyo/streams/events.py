@@ -8,13 +8,15 @@ from typing import Any
 import requests
 
 from source_klaviyo.config import KlaviyoConfig
+from source_klaviyo.endpoints import DEFAULT_REVISION
 from source_klaviyo.errors import json_body
 from source_klaviyo.streams.windowed import WindowedKlaviyoStream
 from source_klaviyo.windows import Window, epoch
 
 
 class Events(WindowedKlaviyoStream):
-    """Each event with its metric's id and name (include=metric) and its profile's id.
+    """Each event with its metric's id and name (include=metric), its profile's id and, from revision
+    2026-07-15, the campaign, flow and message Klaviyo attributes it to (include=attributions).
 
     `variants` holds the metric ids to read, one query each (Klaviyo filters
     events by one metric at a time); None reads every metric.
@@ -26,9 +28,16 @@ class Events(WindowedKlaviyoStream):
     relationships = {"metric": "metric_id", "profile": "profile_id"}
     # Field -> (relationship, attribute of the related resource), filled from `included`.
     included_attributes = {"metric_name": ("metric", "name")}
+    # Field -> relationship of the event's attribution, filled from the included attribution.
+    attributed = {
+        "campaign_id": "campaign",
+        "campaign_message_id": "campaign-message",
+        "flow_id": "flow",
+        "flow_message_id": "flow-message",
+    }
 
-    def extra_params(self) -> Mapping[str, Any]:
-        return {"sort": "datetime", "include": "metric"}
+    def includes(self) -> tuple[str, ...]:
+        return ("metric", "attributions") if self._config.revision == DEFAULT_REVISION else ("metric",)
 
     def slice_filters(self, stream_slice: Mapping[str, Any] | None) -> list[str]:
         metric = (stream_slice or {}).get("variant")
@@ -37,16 +46,40 @@ class Events(WindowedKlaviyoStream):
     def parse_response(
         self, response: requests.Response, stream_slice: Mapping[str, Any] | None = None, **kwargs: Any
     ) -> Iterable[Mapping[str, Any]]:
-        names = {item["id"]: item["attributes"].get("name") for item in json_body(response).get("included") or ()}
+        body = json_body(response)
+        names, attributions = {}, {}
+        for item in body.get("included") or ():
+            if item["type"] == "metric":
+                names[item["id"]] = item["attributes"].get("name")
+            elif item["type"] == "attribution":
+                attributions[item["id"]] = item.get("relationships") or {}
+        events = {event["id"]: event for event in body.get("data") or ()} if attributions else {}
         for record in super().parse_response(response, stream_slice=stream_slice):
             record["metric_name"] = names.get(record.get("metric_id"))
+            if attributions:
+                record.update(self.attribution(events[record["id"]], attributions))
             yield record
+
+    def attribution(self, event: Mapping[str, Any], attributions: Mapping[str, Any]) -> dict[str, str]:
+        """The ids of what Klaviyo attributes the event to (its first attribution)."""
+        linkage = ((event.get("relationships") or {}).get("attributions") or {}).get("data") or []
+        links = attributions.get(linkage[0]["id"], {}) if linkage else {}
+        ids = {}
+        for field, relationship in self.attributed.items():
+            related = (links.get(relationship) or {}).get("data")
+            if related:
+                ids[field] = related["id"]
+        return ids
 
 
 class EventsCustomDates(Events):
     """Events after `events_custom_dates.start` up to and including its `end`, in full every sync."""
 
     name = "events_custom_dates"
+
+    @classmethod
+    def missing_setting(cls, config: KlaviyoConfig) -> str | None:
+        return None if config.events_custom_dates else "`events_custom_dates` (its start and end)"
 
     def __init__(self, config: KlaviyoConfig, *args: Any, **kwargs: Any) -> None:
         super().__init__(config, *args, **kwargs)

@@ -22,6 +22,7 @@ from airbyte_cdk.sources.streams.http.error_handlers import ErrorResolution, Res
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_klaviyo.aggregate_query import AggregateQuery
+from source_klaviyo.config import KlaviyoConfig
 from source_klaviyo.errors import json_body
 from source_klaviyo.streams.base import JSON_API, KlaviyoStream
 
@@ -34,6 +35,10 @@ class MetricAggregates(KlaviyoStream):
     endpoint_name = "metric-aggregates"
     http_method = "POST"
     generated_schema = False
+
+    @classmethod
+    def missing_setting(cls, config: KlaviyoConfig) -> str | None:
+        return None if config.metric_aggregates else "`metric_aggregates` (a query)"
 
     @property
     def queries(self) -> tuple[AggregateQuery, ...]:

@@ -10,6 +10,7 @@ from airbyte_cdk.sources.streams.call_rate import APIBudget
 
 from source_klaviyo.config import KlaviyoConfig
 from source_klaviyo.endpoints import PREDICTIVE_FIELDS
+from source_klaviyo.planning import ReadSlots
 from source_klaviyo.streams.windowed import WindowedKlaviyoStream
 
 PROFILE_CURSORS = ("created", "updated")
@@ -27,10 +28,15 @@ class Profiles(WindowedKlaviyoStream):
     catalog_defined_cursor = True
 
     def __init__(
-        self, config: KlaviyoConfig, budget: APIBudget, now: datetime | None = None, cursor_field: str = "created"
+        self,
+        config: KlaviyoConfig,
+        budget: APIBudget,
+        now: datetime,
+        slots: ReadSlots | None = None,
+        cursor_field: str = "created",
     ) -> None:
         self._cursor_field = cursor_field
-        super().__init__(config, budget, now)
+        super().__init__(config, budget, now, slots)
 
     @property
     def cursor_field(self) -> str:  # type: ignore[override]

@@ -1,4 +1,4 @@
-"""Klaviyo's account resources: metrics, flows, templates, lists and segments."""
+"""Klaviyo's account resources read whole or by their own time field: metrics, templates, tags, forms."""
 
 from __future__ import annotations
 
@@ -12,30 +12,27 @@ class Metrics(KlaviyoStream):
     endpoint_name = "metrics"
 
 
-class Flows(KlaviyoStream):
-    name = "flows"
-    endpoint_name = "flows"
-    time_field = "updated"
-    relationships = {"flow-actions": "flow_action_ids", "tags": "tag_ids"}
-
-
 class Templates(IncrementalKlaviyoStream):
     name = "templates"
     endpoint_name = "templates"
     cursor_field = "updated"
 
 
-class Lists(IncrementalKlaviyoStream):
-    name = "lists"
-    endpoint_name = "lists"
-    cursor_field = "updated"
-    time_operators = ("greater-than", None)
-    relationships = {"tags": "tag_ids"}
+class Tags(KlaviyoStream):
+    name = "tags"
+    endpoint_name = "tags"
+    relationships = {"tag-group": "tag_group_id"}
+    included = ("tag-group",)
 
 
-class Segments(IncrementalKlaviyoStream):
-    name = "segments"
-    endpoint_name = "segments"
-    cursor_field = "updated"
-    time_operators = ("greater-than", None)
-    relationships = {"tags": "tag_ids"}
+class TagGroups(KlaviyoStream):
+    name = "tag_groups"
+    endpoint_name = "tag-groups"
+
+
+class Forms(IncrementalKlaviyoStream):
+    """Sign-up forms (revision 2026-07-15 and later), incremental on `updated_at`."""
+
+    name = "forms"
+    endpoint_name = "forms"
+    cursor_field = "updated_at"

@@ -1,4 +1,4 @@
-"""Streams read through adaptive windows (see windows.py): events and profiles."""
+"""Streams read through adaptive windows (see windows.py): events, profiles and exclusions."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from abc import ABC
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from typing import Any, ClassVar
 
-from source_klaviyo.cursor import SLICE_END, SLICE_START, parse_klaviyo_datetime
+from source_klaviyo.clock import parse_klaviyo_datetime
+from source_klaviyo.state import SLICE_END, SLICE_START
 from source_klaviyo.streams.base import IncrementalKlaviyoStream
 from source_klaviyo.windows import Window, WindowPartition, epoch, formatted
 
@@ -15,7 +16,7 @@ FIXED_PAGE_SIZE = 200
 
 
 class WindowedKlaviyoStream(IncrementalKlaviyoStream, ABC):
-    """Reads one window per partition, sorted by the cursor so a dense first page can hand off the rest.
+    """Reads one window per partition, sorted by the cursor so that after each page the rest can be handed off.
 
     `variants` are queries run in turn over each window (e.g. one per metric filter);
     None is the plain query.
@@ -24,13 +25,15 @@ class WindowedKlaviyoStream(IncrementalKlaviyoStream, ABC):
     variants: tuple[Any, ...] = (None,)
     # Whether the user picks the cursor in the configured catalog (else the stream's own).
     catalog_defined_cursor: ClassVar[bool] = False
+    # Whether a window ends with each page (its records sorted by the cursor), handing the rest back.
+    hands_off_pages: ClassVar[bool] = True
 
     @property
     def page_size(self) -> int:
         return self._endpoint.max_page_size or FIXED_PAGE_SIZE
 
     def extra_params(self) -> Mapping[str, Any]:
-        return {"sort": self.cursor_field}
+        return {"sort": self.time_field}
 
     def ranges(self) -> Iterable[Window]:
         """The ranges to read, from the cursor (state, backfill window, lookback) to now."""
@@ -45,22 +48,20 @@ class WindowedKlaviyoStream(IncrementalKlaviyoStream, ABC):
     def read_window(self, partition: WindowPartition) -> Iterator[MutableMapping[str, Any]]:
         for position, variant in enumerate(partition.window.variants):
             token = None
-            first_page = True
             while True:
-                window = partition.window  # narrower once the first page handed off the rest
+                window = partition.window  # narrower once a page handed off the rest
                 request = {SLICE_START: formatted(window.start), SLICE_END: formatted(window.end), "variant": variant}
                 _, response = self._fetch_next_page(request, {}, token)
                 records = list(self.parse_response(response, stream_slice=request))
                 token = self.next_page_token(response)
                 del response  # the parsed page is large; keep only its records while they are emitted
-                if token and first_page and position == 0 and records:
+                if token and position == 0 and records:
                     values = [self.cursor_epoch(record) or window.start for record in records]
                     last = max(values)
                     if partition.hand_off(last, len(records), min(values), last):
                         # The rest, from `last` on (including this page's records at `last`), is another window's now.
                         records = [record for record, value in zip(records, values, strict=True) if value < last]
                         token = None
-                first_page = False
                 yield from records
                 if not token:
                     break

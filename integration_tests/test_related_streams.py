@@ -1,0 +1,273 @@
+"""The streams beyond the original reports, end to end against the simulator: per-parent streams (campaign
+messages, flow actions and messages, memberships, coupon codes), exclusions, tag links, event attribution
+and archived flows; what they read, what a second sync reads, and how a killed or disturbed sync ends."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+
+import pytest
+
+from integration_tests.conftest import NOW
+from integration_tests.connector_cli import (
+    CONNECTOR,
+    configured_catalog,
+    discovered_catalog,
+    parse_lines,
+    run_connector,
+)
+from integration_tests.expectations import all_history_ids, key
+from integration_tests.klaviyo_sim import FULL_ACCESS_KEY, Dataset, Faults, Simulator, Sizes
+from integration_tests.klaviyo_sim.data import DAY, iso
+from source_klaviyo.clock import parse_klaviyo_datetime
+from source_klaviyo.state import UNFINISHED
+
+SIZES = Sizes(
+    campaigns=30, templates=4, lists=8, segments=6, flows=15, profiles=1_200, events=6_000, event_days=30, coupons=5
+)
+# Incremental streams new here, with their cursor field and parent field (None: not per parent).
+INCREMENTAL = {
+    "flow_actions": ("updated", "flow_id"),
+    "flow_messages": ("updated", "flow_action_id"),
+    "list_memberships": ("joined_group_at", "list_id"),
+    "segment_memberships": ("joined_group_at", "segment_id"),
+    "global_exclusions": ("timestamp", None),
+    "list_exclusions": ("timestamp", None),
+    "forms": ("updated_at", None),
+}
+
+
+@pytest.fixture
+def sim() -> Iterator[Simulator]:
+    with Simulator(Dataset(seed=8, now=NOW, sizes=SIZES), Faults()).run_in_thread() as running:
+        yield running
+
+
+def settings(sim: Simulator, **extra) -> dict:
+    return {"api_key": FULL_ACCESS_KEY, "api_url": sim.url, **extra}
+
+
+def read(sim: Simulator, folder, streams, state=None, **extra):
+    config = settings(sim, **extra)
+    catalog = configured_catalog(discovered_catalog(folder, config), streams)
+    run = run_connector("read", folder, config=config, catalog=catalog, state=state, timeout=900)
+    assert run.returncode == 0, run.errors()
+    return run
+
+
+def test_archived_flows_are_read_with_the_others(sim, tmp_path):
+    flows = sim.dataset.collection("flows")
+    assert any(flow.attributes["archived"] for flow in flows), "the simulator archives some flows"
+    run = read(sim, tmp_path, ["flows"])
+    assert {record["id"] for record in run.records()} == {flow.id for flow in flows}
+
+
+def test_campaigns_flows_lists_and_segments_carry_their_tag_ids(sim, tmp_path):
+    streams = {"campaigns_email": "campaigns", "flows": "flows", "lists": "lists", "segments": "segments"}
+    run = read(sim, tmp_path, list(streams), backfill_window_days={"lists": 0, "segments": 0})
+    tagged = 0
+    for stream, collection in streams.items():
+        tags = {record.id: sorted(record.relationships["tags"]) for record in sim.dataset.collection(collection)}
+        for record in run.records(stream):
+            assert sorted(record.get("tag_ids", [])) == tags[record["id"]], (stream, record["id"])
+            tagged += bool(tags[record["id"]])
+    assert tagged, "some records carry tags"
+
+
+def test_events_carry_the_campaign_flow_and_message_klaviyo_attributes_them_to(sim, tmp_path):
+    run = read(sim, tmp_path, ["events"])
+    events = sim.dataset.events
+    index = {events.record(i).id: i for i in range(events.first_at_or_after(NOW - 30 * DAY), events.count)}
+    fields = {"campaign": "campaign_id", "campaign-message": "campaign_message_id", "flow": "flow_id"}
+    fields["flow-message"] = "flow_message_id"
+    attributed = 0
+    for record in run.records():
+        expected = events.attribution(index[record["id"]]) or {}
+        assert {field: record.get(field) for field in fields.values()} == {
+            field: expected.get(relationship) for relationship, field in fields.items()
+        }
+        attributed += bool(expected)
+    assert attributed > 100, "many events are attributed to a campaign or a flow"
+
+
+def test_membership_and_exclusion_rows_carry_the_parent_the_profile_and_its_contact(sim, tmp_path):
+    dataset, profiles = sim.dataset, sim.dataset.profiles
+    run = read(sim, tmp_path, ["list_memberships", "global_exclusions", "list_exclusions"])
+    by_id = {profiles.ids[i]: i for i in range(profiles.count)}
+    for row in run.records("list_memberships"):
+        index = by_id[row["profile_id"]]
+        joined = dict(dataset.members("lists", row["list_id"]))[index]
+        contact = dataset.profiles.record(index).attributes
+        assert row == {
+            "list_id": row["list_id"],
+            "profile_id": row["profile_id"],
+            "joined_group_at": iso(joined),
+            "email": contact["email"],
+            "phone_number": contact["phone_number"],
+        }
+    for row in run.records("global_exclusions"):
+        reason, at = dataset.suppression(by_id[row["id"]])
+        assert (row["reason"], row["timestamp"], row["email"]) == (
+            reason,
+            iso(at),
+            dataset.profiles.record(by_id[row["id"]]).attributes["email"],
+        )
+    for row in run.records("list_exclusions"):
+        suppressions = {
+            list_id: (reason, iso(at)) for list_id, reason, at in dataset.list_suppressions(by_id[row["profile_id"]])
+        }
+        assert (row["reason"], row["timestamp"]) == suppressions[row["list_id"]]
+    expected = all_history_ids(dataset)
+    for stream in ("list_memberships", "global_exclusions", "list_exclusions"):
+        assert {key(stream, row) for row in run.records(stream)} == expected[stream], stream
+
+
+@pytest.mark.parametrize("stream", INCREMENTAL)
+def test_a_second_incremental_sync_reads_nothing_older_than_what_the_first_left_off_at(sim, tmp_path, stream):
+    """Changes of the last 30 days show up between the two syncs. The second sync reads each parent (or the
+    stream) from its newest record on, inclusive: it catches every change and reads again only that record."""
+    cursor, parent = INCREMENTAL[stream]
+    sim.dataset.hold_back(30 * DAY)
+    first = read(sim, tmp_path, [stream])
+    assert first.records(), "the first sync reads the older part"
+    sim.dataset.reveal()
+    second = read(sim, tmp_path, [stream], state=first.final_states())
+
+    def group(record):
+        return record[parent] if parent else ""
+
+    newest: dict[str, str] = {}
+    for record in first.records():
+        newest[group(record)] = max(newest.get(group(record), ""), record[cursor])
+    seen = {key(stream, record) for record in first.records()}
+    assert second.records(), "the changes of the last 30 days are read"
+    for record in second.records():
+        assert record[cursor] >= newest.get(group(record), ""), ("older than the state", record)
+        if key(stream, record) in seen:
+            assert record[cursor] == newest[group(record)], ("read again, yet not the newest", record)
+    everything = seen | {key(stream, record) for record in second.records()}
+    assert everything == all_history_ids(sim.dataset)[stream], "nothing is missed"
+
+
+def test_a_parent_deleted_between_two_pages_ends_that_parent_with_a_warning_not_the_sync(sim, tmp_path):
+    sim.faults.latency_ms = 300  # the next page is asked for after the deletion lands
+    doomed = sim.dataset.collection("lists")[0]
+    members = len(sim.dataset.members("lists", doomed.id))
+    assert members > 100, "the list has more than one page of members"
+    config = settings(sim, num_workers=1)
+    catalog = configured_catalog(discovered_catalog(tmp_path, config), ["list_memberships"])
+    run = run_connector(
+        "read",
+        tmp_path,
+        config=config,
+        catalog=catalog,
+        after_records=(1, lambda: sim.dataset.delete("lists", doomed.id)),
+    )
+
+    assert run.returncode == 0, run.errors()
+    rows = Counter(record["list_id"] for record in run.records())
+    assert 0 < rows[doomed.id] < members, "the pages read before the deletion are kept, the rest skipped"
+    warnings = [m["log"]["message"] for m in run.of_type("LOG") if m["log"]["level"] == "WARN"]
+    assert any(doomed.id in warning and "no longer exists" in warning for warning in warnings), warnings
+    others = {
+        (kept.id, sim.dataset.profiles.ids[i])
+        for kept in sim.dataset.collection("lists")
+        for i, _ in sim.dataset.members("lists", kept.id)
+    }
+    assert {key("list_memberships", r) for r in run.records() if r["list_id"] != doomed.id} == others
+
+
+PER_PARENT = {
+    "campaign_messages": "campaign_id",
+    "flow_actions": "flow_id",
+    "list_memberships": "list_id",
+    "coupon_codes": "coupon_id",
+}
+CURSORS = {"flow_actions": "updated", "list_memberships": "joined_group_at"}
+
+
+def test_per_parent_streams_killed_at_random_resume_parent_by_parent(sim, tmp_path, reliability_report):
+    """Each attempt is SIGKILLed after a random number of records and the next resumes from the last STATE. A parent
+    an interrupted sync finished is not read again in full: a full refresh skips it, an incremental stream reads
+    it from its newest record on."""
+    rng = random.Random()
+    seed = rng.randrange(1 << 30)
+    rng.seed(seed)
+    config = settings(sim, num_workers=4)
+    catalog = configured_catalog(discovered_catalog(tmp_path, config), PER_PARENT)
+    expected = {stream: all_history_ids(sim.dataset)[stream] for stream in PER_PARENT}
+    total = sum(map(len, expected.values()))
+    delivered, printed, state, attempts = defaultdict(set), Counter(), {}, 0
+    while True:
+        attempts += 1
+        kill_after = rng.randrange(1, total) if attempts <= 3 else None
+        finished = finished_parents(state)
+        records, states, exit_code = attempt(tmp_path, config, catalog, list(state.values()), kill_after)
+        for stream, data in records:
+            parent = data[PER_PARENT[stream]]
+            if parent in finished.get(stream, {}):
+                since = finished[stream][parent]
+                value = parse_klaviyo_datetime(data[CURSORS[stream]])
+                assert since is not None and value >= parse_klaviyo_datetime(since), f"seed {seed}: {stream} {parent}"
+            printed[(stream, key(stream, data))] += 1
+            delivered[stream].add(key(stream, data))
+        state.update(states)
+        if exit_code == 0:
+            break
+    missing = sum(len(expected[stream] - delivered[stream]) for stream in PER_PARENT)
+    reliability_report(
+        {
+            "scenario": f"per-parent streams ({', '.join(PER_PARENT)}) killed at random points (seed {seed})",
+            "expected": "every record delivered; no parent an interrupted sync finished read again in full",
+            "result": f"{attempts} attempts",
+            "records_expected": total,
+            "records_emitted": sum(printed.values()),
+            "missing": missing,
+            "duplicates": sum(count - 1 for count in printed.values()),
+        }
+    )
+    assert missing == 0, f"seed {seed}"
+
+
+def finished_parents(state: dict) -> dict[str, dict[str, str | None]]:
+    """Per stream, the parents a resumed sync must not read again in full: those an interrupted full refresh
+    finished (None), and each incremental parent's newest cursor value."""
+    finished: dict[str, dict[str, str | None]] = {}
+    for stream, message in state.items():
+        stream_state = message["stream"]["stream_state"]
+        if stream in CURSORS:
+            finished[stream] = {
+                entry["partition"][PER_PARENT[stream]]: entry["cursor"][CURSORS[stream]]
+                for entry in stream_state.get("states", [])
+                if entry["cursor"]
+            }
+        elif UNFINISHED in stream_state:
+            finished[stream] = {entry["partition"][PER_PARENT[stream]]: None for entry in stream_state["states"]}
+    return finished
+
+
+def attempt(folder, config, catalog, state, kill_after):
+    """One read, SIGKILLed after `kill_after` records: ([(stream, record)] printed, last states, exit code)."""
+    for name, content in (("config", config), ("catalog", catalog), ("state", state)):
+        (folder / f"{name}.json").write_text(json.dumps(content))
+    command = [CONNECTOR, "read", *(f"--{name}={folder / f'{name}.json'}" for name in ("config", "catalog", "state"))]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    records, states = [], {}
+    for message in parse_lines(process.stdout):
+        if message["type"] == "RECORD":
+            records.append((message["record"]["stream"], message["record"]["data"]))
+            if len(records) == kill_after:
+                os.kill(process.pid, signal.SIGKILL)
+        elif message["type"] == "STATE":
+            states[message["state"]["stream"]["stream_descriptor"]["name"]] = {
+                "type": "STREAM",
+                "stream": message["state"]["stream"],
+            }
+    process.stdout.close()
+    return records, states, process.wait()

@@ -1,0 +1,115 @@
+"""What the connector's own partition generators share: running counts, abandonment, read slots, slices.
+
+A planner (windows.py, parents.py) yields partitions to the CDK's concurrent
+engine as work becomes known, and may wait for running partitions (a window
+hands back the rest of its range, a slow endpoint allows only a few parents at
+a time). Each planner has a thread of its own; partitions read in the engine's
+other threads, each holding one of the read's `num_workers` slots, so requests
+in flight stay at `num_workers` however many streams plan at once.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures.thread
+import threading
+from abc import abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+from airbyte_cdk.sources.streams.concurrent.partitions.partition import Partition
+from airbyte_cdk.sources.streams.concurrent.partitions.partition_generator import PartitionGenerator
+from airbyte_cdk.sources.types import Record
+
+ReadSlots = threading.BoundedSemaphore
+
+
+def slot(slots: ReadSlots | None) -> AbstractContextManager[Any]:
+    """One of the read's slots for the duration of a partition (no limit without slots)."""
+    return slots if slots is not None else nullcontext()
+
+
+class IdentitySlice(dict[str, Any]):
+    """A partition's slice, hashed by identity: the cursor keys each record's cursor value by its slice,
+    a content hash would cost microseconds per record, and a slice that changes must stay the same key."""
+
+    __hash__ = object.__hash__  # type: ignore[assignment]
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+
+class PartitionAbandoned(Exception):
+    """A partition left unread because another partition of its stream failed; it stays out of the state."""
+
+
+class Planner(PartitionGenerator):
+    """Counts running partitions and stops waiting once one failed or the process is exiting, so a failed
+    sync never hangs on a planner; partitions left unread only hold state back."""
+
+    def __init__(self, stream_name: str) -> None:
+        self.stream_name = stream_name
+        self.failed = False
+        self._running = 0
+        self._changed = threading.Condition()
+
+    def wait_for(self, ready: Callable[[], bool]) -> bool:
+        """Wait (holding the lock) until `ready()` or until the stream is abandoned; True when ready."""
+        while not ready() and not self.abandoned():
+            self._changed.wait(timeout=1)
+        return not self.abandoned()
+
+    def abandoned(self) -> bool:
+        # concurrent.futures sets _shutdown when the interpreter exits; its worker threads are then joined.
+        return self.failed or getattr(concurrent.futures.thread, "_shutdown", False)
+
+    def started(self) -> None:
+        """Called with the lock held, for each partition yielded."""
+        self._running += 1
+
+    def finished(self) -> None:
+        with self._changed:
+            self._running -= 1
+            self._changed.notify_all()
+
+    @abstractmethod
+    def generate(self) -> Iterable[Partition]: ...
+
+
+class PlannedPartition(Partition):
+    """A partition of a Planner: reads in one of the read's slots, and tells its planner when it ends."""
+
+    def __init__(self, planner: Planner, stream_slice: IdentitySlice, slots: ReadSlots | None) -> None:
+        self._planner = planner
+        self._slice = stream_slice
+        self._slots = slots
+
+    @abstractmethod
+    def records(self) -> Iterator[Mapping[str, Any]]: ...
+
+    def read(self) -> Iterable[Record]:
+        name, partition_slice = self._planner.stream_name, self._slice
+        try:
+            with slot(self._slots):
+                if self._planner.failed:
+                    # An earlier partition failed after its retries: fail now, not after another retry budget.
+                    raise PartitionAbandoned(f"Stream '{name}' stopped reading after an earlier part of it failed.")
+                for data in self.records():
+                    yield Record(data=data, stream_name=name, associated_slice=partition_slice)
+        except BaseException:
+            self._planner.failed = True
+            raise
+        finally:
+            self._planner.finished()
+
+    def to_slice(self) -> Mapping[str, Any]:
+        return self._slice
+
+    def stream_name(self) -> str:
+        return self._planner.stream_name
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.stream_name()}, {dict(self._slice)})"

@@ -1,0 +1,128 @@
+"""Per-parent streams: a parent's children (a flow's actions, a list's members), one partition per parent.
+
+A `ChildStream` declares where its parents come from (a `ParentCollection`, read
+for ids under the shared budget) and how to read one parent's children; the
+planner in parents.py runs the parents concurrently and the `ParentCursor` in
+state.py keeps their state. A parent deleted between two requests answers 404:
+its children read so far stay, the rest is skipped with a warning.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
+from datetime import datetime
+from typing import Any, ClassVar
+
+from airbyte_cdk.models import SyncMode
+from airbyte_cdk.sources.streams.http.error_handlers import ErrorResolution, ResponseAction
+
+from source_klaviyo.clock import format_klaviyo_datetime
+from source_klaviyo.parents import PARENT
+from source_klaviyo.state import SLICE_START
+from source_klaviyo.streams.base import KlaviyoStream, archived_filter
+
+# The parent id a probe asks for: a key without the scope gets 403, any other key 404 (no such parent).
+PROBE_PARENT = "probe"
+
+
+class ChildStream(KlaviyoStream, ABC):
+    """One parent's children per partition; incremental per parent on `cursor_field` when it is set."""
+
+    parent_field: ClassVar[str]  # the record field naming the parent, e.g. "flow_id"
+    cursor_field: ClassVar[str] = ""  # filtered and sorted by Klaviyo, one value per parent ("": none)
+
+    @abstractmethod
+    def parents(self) -> Iterator[str]:
+        """The ids of the parents to read, each once (read under the budget, in the read's slots)."""
+
+    @property
+    def time_field(self) -> str | None:  # type: ignore[override]
+        return self.cursor_field or None
+
+    def extra_params(self) -> Mapping[str, Any]:
+        return {"sort": self.cursor_field} if self.cursor_field else {}
+
+    def path(self, next_page_token: Mapping[str, Any] | None = None, **kwargs: Any) -> str:
+        if next_page_token:
+            return next_page_token["next"]
+        stream_slice = kwargs.get("stream_slice") or {}
+        return self._endpoint.path(self._config.revision, stream_slice.get(PARENT, PROBE_PARENT))
+
+    def window(self, stream_slice: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
+        return (stream_slice or {}).get(SLICE_START), None
+
+    def probe_request(self) -> Mapping[str, Any] | None:
+        """The first page of a parent that does not exist: 403 without the scopes, else 404 (or an empty page)."""
+        request = dict(super().probe_request() or {})
+        filters = [*self.base_filters(), *self.slice_filters({PARENT: PROBE_PARENT})]
+        request["params"] = {**request["params"], **({"filter": ",".join(filters)} if filters else {})}
+        return request
+
+    def error_overrides(self) -> Mapping[str, Any]:
+        gone = ErrorResolution(ResponseAction.IGNORE, None, f"A parent of stream '{self.name}' no longer exists.")
+        return {"overrides": {404: gone}}
+
+    def read_parent(self, parent_id: str, since: datetime | None) -> Iterator[MutableMapping[str, Any]]:
+        """The parent's children (changed since `since`, when given), each naming its parent."""
+        stream_slice = {PARENT: parent_id, SLICE_START: format_klaviyo_datetime(since) if since else None}
+        token = None
+        while True:
+            _, response = self._fetch_next_page(stream_slice, {}, token)
+            if response.status_code == 404:
+                self.logger.warning(f"Stream {self.name}: {self.parent_field} {parent_id} no longer exists; skipped.")
+                return
+            for record in self.parse_response(response, stream_slice=stream_slice):
+                record[self.parent_field] = parent_id
+                yield record
+            token = self.next_page_token(response)
+            if not token:
+                return
+
+
+class ParentCollection(KlaviyoStream):
+    """The records of a parent collection (each of `partitions`, a list of filters), read only for their ids.
+
+    It carries its child's name, so an error while reading parents names the stream the user selected.
+    """
+
+    def __init__(
+        self,
+        child: ChildStream,
+        endpoint_name: str,
+        partitions: Sequence[Sequence[str]] = ((),),
+        included: tuple[str, ...] = (),
+        relationships: Mapping[str, str] | None = None,
+    ) -> None:
+        self.name = child.name
+        self.endpoint_name = endpoint_name
+        self.included = included
+        self.relationships = relationships or {}
+        self._partitions = partitions
+        super().__init__(child._config, child._budget, child._now, child.slots)
+
+    def stream_slices(self, **kwargs: Any) -> Iterable[Mapping[str, Any] | None]:
+        for filters in self._partitions:
+            yield {"filters": filters}
+
+    def slice_filters(self, stream_slice: Mapping[str, Any] | None) -> list[str]:
+        return list((stream_slice or {}).get("filters", ()))
+
+    def all_records(self) -> Iterator[Mapping[str, Any]]:
+        for stream_slice in self.stream_slices():
+            yield from self.read_records(SyncMode.full_refresh, stream_slice=stream_slice)
+
+    def ids(self, field: str = "id") -> Iterator[str]:
+        """Each record's `field` (or each id it lists), once."""
+        seen: set[str] = set()
+        for record in self.all_records():
+            value = record.get(field)
+            for item in value if isinstance(value, list) else [value] if value else []:
+                if item not in seen:
+                    seen.add(item)
+                    yield item
+
+
+def archived_and_not(*filters: str) -> list[list[str]]:
+    """Both partitions of a collection that lists archived records only when asked for them."""
+    return [[*filters, archived_filter(archived)] for archived in (False, True)]
