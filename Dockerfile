@@ -21,7 +21,7 @@ ENV PATH="/opt/venv/bin:${PATH}" \
     AIRBYTE_ENTRYPOINT="/opt/venv/bin/source-klaviyo"
 
 LABEL io.airbyte.name="airbyte/source-klaviyo" \
-      io.airbyte.version="0.1.0"
+      io.airbyte.version="0.2.0"
 
 # uid 1000: Airbyte's base image names it airbyte; the line above creates it where a base lacks it.
 USER 1000

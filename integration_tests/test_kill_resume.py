@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -22,7 +23,7 @@ from hypothesis import strategies as st
 
 from integration_tests.conftest import NOW
 from integration_tests.connector_cli import CONNECTOR, configured_catalog, discovered_catalog, parse_lines
-from integration_tests.expectations import all_history_config, all_history_ids
+from integration_tests.expectations import all_history_config, all_history_ids, key
 from integration_tests.klaviyo_sim import FULL_ACCESS_KEY, Dataset, Faults, Simulator, Sizes
 from source_klaviyo.clock import parse_klaviyo_datetime
 from source_klaviyo.state import UNFINISHED
@@ -34,8 +35,17 @@ LOOKBACK = timedelta(hours=24)  # the default event_lookback_hours; profiles hav
 @dataclass
 class Attempt:
     exit_code: int
-    printed: list[tuple[str, str, datetime]] = field(default_factory=list)  # (stream, id, cursor value)
+    records: list[tuple[str, dict]] = field(default_factory=list)  # (stream, record) as printed
     states: dict[str, dict] = field(default_factory=dict)  # stream -> the last STATE message printed
+
+    @property
+    def printed(self) -> list[tuple[str, str, datetime]]:
+        """(stream, id, cursor value) of each record of the date-range streams (events, profiles)."""
+        return [
+            (stream, data["id"], parse_klaviyo_datetime(data[CURSORS[stream]]))
+            for stream, data in self.records
+            if stream in CURSORS
+        ]
 
     def covered(self, stream: str, value: datetime) -> bool:
         state = self.states.get(stream)
@@ -77,9 +87,8 @@ def attempt(folder, config, catalog, state, kill_after: int | None) -> Attempt:
     # Everything printed before the kill still reaches us (and a destination) through the pipe.
     for message in parse_lines(process.stdout):
         if message["type"] == "RECORD":
-            stream, data = message["record"]["stream"], message["record"]["data"]
-            run.printed.append((stream, data["id"], parse_klaviyo_datetime(data[CURSORS[stream]])))
-            if len(run.printed) == kill_after:
+            run.records.append((message["record"]["stream"], message["record"]["data"]))
+            if len(run.records) == kill_after:
                 os.kill(process.pid, signal.SIGKILL)
         elif message["type"] == "STATE":
             run.states[message["state"]["stream"]["stream_descriptor"]["name"]] = {
@@ -209,3 +218,76 @@ def test_killed_reads_resumed_from_their_last_state_deliver_every_record_once_co
     if max(1, int(kills[0] * total)) < total - 300:
         assert outcome.attempts[0].exit_code == -signal.SIGKILL
     assert missing == {"events": 0, "profiles": 0}
+
+
+# Per-parent streams, the record field that names each one's parent, and the incremental ones' cursors.
+PER_PARENT = {
+    "campaign_messages": "campaign_id",
+    "flow_actions": "flow_id",
+    "list_memberships": "list_id",
+    "coupon_codes": "coupon_id",
+}
+PARENT_CURSORS = {"flow_actions": "updated", "list_memberships": "joined_group_at"}
+PARENT_SIZES = Sizes(campaigns=30, templates=1, lists=8, segments=1, flows=6, profiles=1_200, events=200, coupons=5)
+
+
+def test_per_parent_streams_killed_at_random_resume_parent_by_parent(tmp_path, reliability_report):
+    """Each attempt is SIGKILLed after a random number of records and the next resumes from the last STATE. A parent
+    an interrupted sync finished is not read again in full: a full refresh skips it, an incremental stream reads
+    it from its newest record on."""
+    rng = random.Random()
+    seed = rng.randrange(1 << 30)
+    rng.seed(seed)
+    delivered, printed, attempts = defaultdict(set), Counter(), 0
+    with Simulator(Dataset(seed=8, now=NOW, sizes=PARENT_SIZES), Faults()).run_in_thread() as sim:
+        config = {"api_key": FULL_ACCESS_KEY, "api_url": sim.url, "num_workers": 4}
+        catalog = configured_catalog(discovered_catalog(tmp_path, config), PER_PARENT)
+        expected = {stream: all_history_ids(sim.dataset)[stream] for stream in PER_PARENT}
+        total, state = sum(map(len, expected.values())), {}
+        while True:
+            attempts += 1
+            finished = finished_parents(state)
+            run = attempt(
+                tmp_path, config, catalog, list(state.values()), rng.randrange(1, total) if attempts <= 3 else None
+            )
+            for stream, data in run.records:
+                parent = data[PER_PARENT[stream]]
+                if parent in finished.get(stream, {}):
+                    since = finished[stream][parent]
+                    value = parse_klaviyo_datetime(data[PARENT_CURSORS[stream]]) if since else None
+                    assert since and value >= parse_klaviyo_datetime(since), f"seed {seed}: {stream} {parent} again"
+                printed[(stream, key(stream, data))] += 1
+                delivered[stream].add(key(stream, data))
+            state.update(run.states)
+            if run.exit_code == 0:
+                break
+    missing = sum(len(expected[stream] - delivered[stream]) for stream in PER_PARENT)
+    reliability_report(
+        {
+            "scenario": f"per-parent streams ({', '.join(PER_PARENT)}) killed at random points (seed {seed})",
+            "expected": "every record delivered; no parent an interrupted sync finished read again in full",
+            "result": f"{attempts} attempts",
+            "records_expected": total,
+            "records_emitted": sum(printed.values()),
+            "missing": missing,
+            "duplicates": sum(count - 1 for count in printed.values()),
+        }
+    )
+    assert missing == 0, f"seed {seed}"
+
+
+def finished_parents(state: dict) -> dict[str, dict[str, str | None]]:
+    """Per stream, the parents a resumed sync must not read again in full: those an interrupted full refresh
+    finished (None), and each incremental parent's newest cursor value."""
+    finished: dict[str, dict[str, str | None]] = {}
+    for stream, message in state.items():
+        stream_state = message["stream"]["stream_state"]
+        if stream in PARENT_CURSORS:
+            finished[stream] = {
+                entry["partition"][PER_PARENT[stream]]: entry["cursor"][PARENT_CURSORS[stream]]
+                for entry in stream_state.get("states", [])
+                if entry["cursor"]
+            }
+        elif UNFINISHED in stream_state:
+            finished[stream] = {entry["partition"][PER_PARENT[stream]]: None for entry in stream_state["states"]}
+    return finished

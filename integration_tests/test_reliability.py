@@ -2,7 +2,7 @@
 
 Each scenario reads every stream (all history) from a simulator that misbehaves as named, and compares
 what was emitted with the simulator's data. Faults start before the first request, or are switched on
-in the middle of the read, after a number of records drawn at random. Rows go to docs/RELIABILITY.md
+in the middle of the read, at a request drawn at random. Rows go to docs/RELIABILITY.md
 via scripts/reliability.py.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -59,19 +59,19 @@ def sim() -> Iterator[Simulator]:
         yield running
 
 
-def read_everything(sim: Simulator, folder, streams=None, after_records=None, **extra):
+def read_everything(sim: Simulator, folder, streams=None, **extra):
     config = all_history_config(sim.dataset, sim.url, **extra)
     discovered = discovered_catalog(folder, config)
     catalog = configured_catalog(discovered, streams)
-    return run_connector("read", folder, config=config, catalog=catalog, timeout=900, after_records=after_records)
+    return run_connector("read", folder, config=config, catalog=catalog, timeout=900)
 
 
-def mid_read(sim: Simulator, faults: dict, records: int) -> tuple[int, Callable[[], None]]:
-    """Switch `faults` on in the running simulator once the connector has printed `records` records."""
-    return records, lambda: sim.faults.update(faults)
-
-
-TOTAL = sum(map(len, all_history_ids(Dataset(seed=11, now=NOW, sizes=SIZES)).values()))
+def mid_read(sim: Simulator, faults: dict, after: range) -> int:
+    """Switch `faults` on at a request drawn from `after` (counted from now): past the access probes, while
+    pages are still being read. Returns the request number."""
+    at = sim.stats["requests"] + random.choice(after)
+    sim.switch_faults_at(at, faults)
+    return at
 
 
 CASES = [
@@ -90,14 +90,11 @@ def test_a_sync_under_faults_completes_with_every_record_once(
 ):
     aggregates = read_everything(sim, tmp_path, ["metric_aggregates"]).records() if faults else None
     baseline = {row["id"] for row in aggregates} if aggregates is not None else None
-    switch = None
     if when == "from the start":
         sim.faults.update(faults)
-    else:
-        at = random.randrange(100, TOTAL // 2)
-        switch = mid_read(sim, faults, at)
-        scenario = f"{scenario}, switched on after {at} records"
-    run = read_everything(sim, tmp_path, after_records=switch, **extra)
+    else:  # every stream's probe first (about 30 requests), then about 240 requests of pages
+        scenario = f"{scenario}, switched on at request {mid_read(sim, faults, range(40, 120))}"
+    run = read_everything(sim, tmp_path, **extra)
 
     expected = all_history_ids(sim.dataset)
     emitted = Counter((r["stream"], key(r["stream"], r["data"])) for r in (m["record"] for m in run.of_type("RECORD")))
@@ -185,18 +182,16 @@ def test_an_outage_after_data_moved_ends_each_failed_stream_with_one_transient_e
     """Klaviyo goes down part way through: what completed is out first, then one error per stream that could
     not finish, saying which stream, what kept failing and what to do; the next sync resumes and completes."""
     streams = ["events", "profiles", "lists", "metrics"]
-    at = random.randrange(200, 2_000)
+    at = mid_read(sim, faults, range(16, 36))  # past the 4 probes and the first pages, of about 53 requests
     started = time.monotonic()
-    run = read_everything(
-        sim, tmp_path, streams, mid_read(sim, faults, at), retry_budget_seconds=15, request_timeout_seconds=1
-    )
+    run = read_everything(sim, tmp_path, streams, retry_budget_seconds=15, request_timeout_seconds=1)
     elapsed = time.monotonic() - started
 
     errors = run.errors()
     failed = [error["stream_descriptor"]["name"] for error in errors]
     reliability_report(
         {
-            "scenario": f"{scenario}, from record {at} on (events, profiles, lists, metrics)",
+            "scenario": f"{scenario}, from request {at} on (events, profiles, lists, metrics)",
             "expected": "completed streams and windows first, then one transient error per failed stream; resumes",
             "result": f"exit {run.returncode} after {elapsed:.0f} s; {len(run.records())} records, errors for "
             f"{sorted(failed)}: {errors[0]['message'][:200] if errors else 'none'}",

@@ -72,13 +72,7 @@ def read(config: dict, output: Path, folder: Path) -> None:
     catalogs = discovered.of_type("CATALOG")
     if not catalogs:
         sys.exit(f"discover failed: {discovered.errors() or discovered.stderr[-2000:]}")
-    streams = [stream["name"] for stream in catalogs[0]["catalog"]["streams"]]
-    for stream, needs in (("events_custom_dates", "events_custom_dates"), ("metric_aggregates", "metric_aggregates")):
-        if needs not in config:  # the stream reads what that config field says
-            streams.remove(stream)
-    if "api_url" not in config:  # a real account: Klaviyo's v1 API is retired and answers 410
-        streams.remove("campaigns_v1")
-    catalog = configured_catalog(catalogs[0]["catalog"], streams)
+    catalog = configured_catalog(catalogs[0]["catalog"])  # every stream discover offers, as a new connection selects
     (folder / "config.json").write_text(json.dumps(config))
     (folder / "catalog.json").write_text(json.dumps(catalog))
     modes = ", ".join(f"{s['stream']['name']} ({s['sync_mode']})" for s in catalog["streams"])
@@ -112,11 +106,11 @@ def read(config: dict, output: Path, folder: Path) -> None:
                     + "  ".join(f"{k}={v:,}" for k, v in sorted(counts.items()))
                 )
     print(f"== done in {time.monotonic() - began:.1f}s; records in {output}")
-    print(f"   {'stream':18} {'records':>9} {'seconds':>8}")
+    print(f"   {'stream':22} {'records':>9} {'seconds':>8}")
     for entry in catalog["streams"]:
         name = entry["stream"]["name"]
         seconds = finished.get(name, 0) - started.get(name, 0) if name in started else 0
-        print(f"   {name:18} {counts[name]:>9,} {seconds:>8.2f}")
+        print(f"   {name:22} {counts[name]:>9,} {seconds:>8.2f}")
     for error in errors:
         print(f"!! {error}")
     if process.returncode:
@@ -143,6 +137,7 @@ def main() -> None:
                 "api_url": url,
                 "events_custom_dates": week,
                 "metric_aggregates": revenue_by_flow(placed_order),
+                "legacy_v1_campaigns": True,  # the simulator still serves Klaviyo's retired v1 API
             }
             read(config, args.output, Path(folder))
         finally:

@@ -25,7 +25,7 @@ SECTIONS = {
     "test_reliability": (
         "Faults",
         "Every stream read with all history opened, from a simulator that misbehaves as named, from the first "
-        "request or switched on in the middle of the read (after a number of records drawn at random); the "
+        "request or switched on in the middle of the read (at a request drawn at random); the "
         "emitted ids are compared with the simulator's own. metric_aggregates rows are compared with a "
         "fault-free read of the same query, and are not counted in the record columns (their ids are hashes). "
         "An outage that never ends must end each stream it stopped with one transient error, after everything "
@@ -38,8 +38,9 @@ SECTIONS = {
         "in a finished window of that STATE); it was in flight if the kill came first. Duplicates must be "
         "records in flight at a kill (or, for a stream that had finished before the kill, records its next "
         "sync reads again from its newest record and lookback). The first row is the measure of the issue: "
-        "every attempt dies after 40% of what a whole sync prints; hypothesis draws the other rows' data, "
-        "workers and kill points anew on every run.",
+        "every attempt dies after 40% of what a whole sync prints; hypothesis draws the event and profile rows' "
+        "data, workers and kill points anew on every run. The per-parent streams are killed at random points (the "
+        "seed is in the row) and must not read again in full a parent an interrupted attempt finished.",
     ),
     "test_bad_input": ("Bad input", "Configs fuzzed with hypothesis, broken input files, unusable state."),
     "test_secrets": (

@@ -2,9 +2,10 @@
 
 The planner reads the parents in its own thread, through the shared API budget,
 and yields one partition per parent: its children, read page by page. Parents
-run concurrently, but never more at once than their endpoint's steady limit can
-keep busy (two for Klaviyo's 60-a-minute endpoints): the budget would make the
-others wait anyway, holding read slots other streams could use.
+run concurrently, but no more at once than their endpoint's steady limit keeps
+busy (two for Klaviyo's 60- and 150-a-minute endpoints, four for 750 a minute):
+the budget would make the others wait anyway, holding read slots other streams
+could use.
 """
 
 from __future__ import annotations
@@ -22,13 +23,16 @@ if TYPE_CHECKING:
     from source_klaviyo.streams.children import ChildStream
 
 PARENT = "parent_id"
-# A parent's request takes well under this many seconds, so this many requests a second per running parent.
-REQUESTS_PER_PARENT_PER_SECOND = 0.5
+# About how long Klaviyo takes to answer a page: a running parent asks about 1 / REQUEST_SECONDS times a second.
+REQUEST_SECONDS = 0.25
+# Two at least, so one parent's slow answer never leaves its endpoint idle.
+MIN_PARENTS_AT_ONCE = 2
 
 
 def parents_at_once(steady_per_minute: int, workers: int) -> int:
-    """How many parents may run at once: enough to use the endpoint's steady limit, no more."""
-    return max(1, min(workers, math.ceil(steady_per_minute / 60 / REQUESTS_PER_PARENT_PER_SECOND)))
+    """How many parents may run at once: enough to keep the endpoint at its steady limit, no more."""
+    keeps_busy = math.ceil(steady_per_minute / 60 * REQUEST_SECONDS)
+    return max(1, min(workers, max(MIN_PARENTS_AT_ONCE, keeps_busy)))
 
 
 class ParentPartition(PlannedPartition):

@@ -1,11 +1,13 @@
 """SourceKlaviyo: check, discover and a concurrent read of every Klaviyo stream.
 
 All streams run through the CDK's concurrent engine (ConcurrentSourceAdapter +
-StreamFacade): streams read side by side, incremental ones tracked by a
-ConcurrentCursor, events and profiles in adaptive windows (windows.py), and
-one shared API budget keeps every endpoint under Klaviyo's limits. Before a
-read, one probe per selected stream turns a bad key or a missing scope into a
-single clear config error before any data moves.
+StreamFacade): streams read side by side, incremental ones tracked by the
+cursors of state.py, events, profiles and exclusions in adaptive windows
+(windows.py), per-parent streams one parent a partition (parents.py), in
+`num_workers` read slots, and one shared API budget keeps every endpoint under
+Klaviyo's limits. Before a read, one probe per selected stream turns a bad key
+or a missing scope into a single clear config error before any data moves; a
+stream that fails later ends the read with one error of its own.
 """
 
 from __future__ import annotations

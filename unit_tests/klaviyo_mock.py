@@ -117,6 +117,17 @@ NEW_IN_2026 = {
     "segments": {"definition", "is_active", "is_processing", "is_starred"},
     "profiles": {"locale"},
 }
+# A metric-aggregates query Klaviyo would accept: January 2025's daily count of metric MET1.
+QUERY = {
+    "data": {
+        "type": "metric-aggregate",
+        "attributes": {
+            "metric_id": "MET1",
+            "measurements": ["count"],
+            "filter": ["greater-or-equal(datetime,2025-01-01T00:00:00)", "less-than(datetime,2025-02-01T00:00:00)"],
+        },
+    }
+}
 # The metric every sample event belongs to, as `include=metric` returns it.
 METRIC = {
     "type": "metric",

@@ -12,7 +12,7 @@ from airbyte_cdk.test.entrypoint_wrapper import _run_command, make_file
 from source_klaviyo.endpoints import ENDPOINTS
 from source_klaviyo.run import run
 from source_klaviyo.streams import STREAM_CLASSES
-from unit_tests.klaviyo_mock import API_KEY, all_output, config, error_body, source, url
+from unit_tests.klaviyo_mock import API_KEY, QUERY, all_output, config, error_body, source, url
 
 ENDPOINT_NAMES = sorted({cls.endpoint_name for cls in STREAM_CLASSES} - {"v1/campaigns", "metric-aggregates"})
 V1_URL = "https://a.klaviyo.com/api/v1/campaigns"
@@ -121,17 +121,7 @@ def test_a_metric_aggregates_query_klaviyo_rejects_fails_check_with_klaviyos_wor
     answer_every_endpoint(api)
     detail = "The time range may span at most one year."
     api.post(url("metric-aggregates"), status_code=400, json=error_body(400, detail, parameter="filter"))
-    query = {
-        "data": {
-            "type": "metric-aggregate",
-            "attributes": {
-                "metric_id": "MET1",
-                "measurements": ["count"],
-                "filter": ["greater-or-equal(datetime,2025-01-01T00:00:00)", "less-than(datetime,2025-02-01T00:00:00)"],
-            },
-        }
-    }
-    status = status_of(run_check(tmp_path, config(metric_aggregates=query)))
+    status = status_of(run_check(tmp_path, config(metric_aggregates=QUERY)))
 
     assert status.status == Status.FAILED
     assert detail in status.message and "(parameter: filter)" in status.message

@@ -13,18 +13,8 @@ from jsonschema import Draft7Validator
 
 from source_klaviyo.config import BACKFILL_POLICY_DAYS, BackfillWindows, KlaviyoConfig, in_current_form, parse_config
 from source_klaviyo.run import run
-from unit_tests.klaviyo_mock import API_KEY, NOW, config
+from unit_tests.klaviyo_mock import API_KEY, NOW, QUERY, config
 
-QUERY = {
-    "data": {
-        "type": "metric-aggregate",
-        "attributes": {
-            "metric_id": "MET1",
-            "measurements": ["count"],
-            "filter": ["greater-or-equal(datetime,2025-01-01T00:00:00)", "less-than(datetime,2025-02-01T00:00:00)"],
-        },
-    }
-}
 SPEC = json.loads((Path(__file__).parents[1] / "source_klaviyo" / "spec.json").read_text())["connectionSpecification"]
 
 

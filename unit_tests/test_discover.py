@@ -8,7 +8,7 @@ from airbyte_cdk.test.entrypoint_wrapper import discover
 from jsonschema import Draft7Validator
 
 from source_klaviyo import SourceKlaviyo
-from unit_tests.klaviyo_mock import config, run_read, source
+from unit_tests.klaviyo_mock import QUERY, config, run_read, source
 
 EXPECTED = {
     "campaigns_v1": None,
@@ -47,16 +47,6 @@ KEYS = {
 }
 
 
-QUERY = {
-    "data": {
-        "type": "metric-aggregate",
-        "attributes": {
-            "metric_id": "MET1",
-            "measurements": ["count"],
-            "filter": ["greater-or-equal(datetime,2025-01-01T00:00:00)", "less-than(datetime,2025-02-01T00:00:00)"],
-        },
-    }
-}
 # What makes the three streams that need more than a key runnable.
 EVERYTHING = config(
     events_custom_dates={"start": "2025-11-01T00:00:00Z", "end": "2025-12-01T00:00:00Z"},

@@ -20,7 +20,7 @@ from unit_tests.klaviyo_mock import NOW
 
 @pytest.mark.parametrize(
     "steady, workers, expected",
-    [(60, 10, 2), (150, 10, 5), (750, 10, 10), (3500, 10, 10), (60, 1, 1), (750, 50, 25)],
+    [(60, 10, 2), (150, 10, 2), (750, 10, 4), (3500, 10, 10), (60, 1, 1), (3500, 50, 15)],
     ids=["flows-tier", "campaigns-tier", "lists-tier", "xl-tier", "one-worker", "many-workers"],
 )
 def test_parents_run_only_as_many_at_once_as_their_endpoints_steady_limit_can_keep_busy(steady, workers, expected):

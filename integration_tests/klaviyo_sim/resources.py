@@ -38,6 +38,21 @@ NOT_IN_RETIRED = {
     "segments": {"definition", "is_active", "is_processing", "is_starred"},
     "profiles": {"locale"},
 }
+# Relationships the two revisions write alike.
+BOTH_REVISIONS = {
+    "tags": {
+        "tag-group": "tag-group",
+        "lists": "list",
+        "segments": "segment",
+        "campaigns": "campaign",
+        "flows": "flow",
+    },
+    "tag-groups": {"tags": "tag"},
+    "coupon-codes": {"coupon": "coupon", "profile": "profile"},
+    "catalog-items": {"variants": "catalog-variant"},
+    "catalog-variants": {"item": "catalog-item"},
+    "catalog-categories": {"items": "catalog-item"},
+}
 # Relationship name -> JSON:API type of the related resources, per collection and revision.
 RELATIONSHIPS = {
     CURRENT: {
@@ -56,19 +71,8 @@ RELATIONSHIPS = {
             "conversations": "conversation",
         },
         "events": {"profile": "profile", "metric": "metric", "attributions": "attribution"},
-        "tags": {
-            "tag-group": "tag-group",
-            "lists": "list",
-            "segments": "segment",
-            "campaigns": "campaign",
-            "flows": "flow",
-        },
-        "tag-groups": {"tags": "tag"},
-        "coupon-codes": {"coupon": "coupon", "profile": "profile"},
+        **BOTH_REVISIONS,
         "forms": {"form-versions": "form-version"},
-        "catalog-items": {"variants": "catalog-variant"},
-        "catalog-variants": {"item": "catalog-item"},
-        "catalog-categories": {"items": "catalog-item"},
     },
     RETIRED: {
         "campaigns": {"campaign-messages": "campaign-message", "tags": "tag"},
@@ -80,18 +84,7 @@ RELATIONSHIPS = {
         "flow-messages": {"flow-action": "flow-action", "template": "template"},
         "profiles": {"lists": "list", "segments": "segment"},
         "events": {"profile": "profile", "metric": "metric"},
-        "tags": {
-            "tag-group": "tag-group",
-            "lists": "list",
-            "segments": "segment",
-            "campaigns": "campaign",
-            "flows": "flow",
-        },
-        "tag-groups": {"tags": "tag"},
-        "coupon-codes": {"coupon": "coupon", "profile": "profile"},
-        "catalog-items": {"variants": "catalog-variant"},
-        "catalog-variants": {"item": "catalog-item"},
-        "catalog-categories": {"items": "catalog-item"},
+        **BOTH_REVISIONS,
     },
 }
 # To-one relationships (their linkage is an object, not a list).

@@ -180,7 +180,12 @@ class Simulator:
         self.log: deque[tuple[str, str, dict[str, str], bytes]] = deque(maxlen=100_000)
         self.keys_seen: set[str | None] = set()  # API keys the requests carried (header or v1 query)
         self._selections: OrderedDict[tuple, list] = OrderedDict()
+        self._switches: list[tuple[int, dict[str, Any]]] = []  # (request number, fault changes), see switch_faults_at
         self.url = ""
+
+    def switch_faults_at(self, request: int, changes: dict[str, Any]) -> None:
+        """Change the faults when the `request`-th API request arrives: a fault that starts mid-read."""
+        self._switches.append((request, changes))
 
     # -- HTTP -------------------------------------------------------------------------------
     async def serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -216,6 +221,9 @@ class Simulator:
         admin = target.startswith("/__sim/")
         if not admin:
             self.stats["requests"] += 1
+            for switch in [switch for switch in self._switches if switch[0] <= self.stats["requests"]]:
+                self._switches.remove(switch)
+                self.faults.update(switch[1])
             if self.faults.latency_ms:
                 await asyncio.sleep(self.faults.latency_ms / 1000)
             draw = self.random.random()
