@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, time, timedelta, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from integration_tests.klaviyo_sim import FULL_ACCESS_KEY, Dataset
 from integration_tests.klaviyo_sim.data import DAY, iso
+from integration_tests.klaviyo_sim.reports import report
+from source_klaviyo.report_dates import SERIES_CHUNK_DAYS
+from source_klaviyo.streams.reports import REPORT_CLASSES
+
+REPORTS = {cls.name: cls for cls in REPORT_CLASSES}
+# The report streams' window under all_history_config: all history would cost a request per year or per 60 days
+# at 2 a minute; a month is one request per stream (two for values reports in January).
+REPORT_DAYS = 30
 
 WINDOWED = ("events", "profiles", "templates", "lists", "segments", "campaigns_email", "campaigns_sms", "flows")
 # Streams whose primary key is a pair: rows are keyed (parent id, profile id).
@@ -30,8 +40,75 @@ WHOLE = {
 
 
 def key(stream: str, record: dict[str, Any]) -> Any:
-    """A record's primary key: its id, or (parent id, profile id) for membership and list exclusion rows."""
+    """A record's primary key: its id, or (parent id, profile id) for membership and list exclusion rows;
+    a report row's groupings and date (its id is a hash of them)."""
+    if stream in REPORTS:
+        return report_key(stream, record)
     return (record[PAIRS[stream]], record["profile_id"]) if stream in PAIRS else record["id"]
+
+
+def report_key(stream: str, record: dict[str, Any]) -> tuple:
+    cls = REPORTS[stream]
+    return tuple(record.get(column) for column in cls.groupings), record["date" if cls.series else "start"]
+
+
+def keyed(stream: str, records) -> dict[tuple, dict]:
+    return {report_key(stream, record): record for record in records}
+
+
+def first_start(dataset: Dataset, days: int) -> datetime:
+    return datetime.fromtimestamp(dataset.now, timezone.utc) - timedelta(days=days)
+
+
+def report_ids(dataset: Dataset, days: int) -> dict[str, set[tuple]]:
+    """Every report stream's keys on a first sync of `days`."""
+    return {
+        stream: set(expected_report(dataset, stream, report_periods(dataset, stream, first_start(dataset, days))))
+        for stream in REPORTS
+    }
+
+
+def report_periods(dataset: Dataset, stream: str, start: datetime) -> list[tuple[datetime, datetime]]:
+    """The periods a read from `start` covers, as Klaviyo's docs ask for them: local days (60 to a daily
+    series request) or calendar years, the last ending at the simulator's now."""
+    zone = ZoneInfo(dataset.sizes.timezone)
+    now = datetime.fromtimestamp(dataset.now, zone)
+    day = start.astimezone(zone).date()
+    if not REPORTS[stream].series:
+        day = day.replace(month=1, day=1)
+    periods, begin = [], datetime.combine(day, time(), tzinfo=zone)
+    while begin < now:
+        following = (
+            begin.date() + timedelta(days=SERIES_CHUNK_DAYS)
+            if REPORTS[stream].series
+            else begin.date().replace(year=begin.year + 1, month=1, day=1)
+        )
+        end = min(datetime.combine(following, time(), tzinfo=zone), now)
+        periods.append((begin, end))
+        begin = end
+    return periods
+
+
+def expected_report(dataset: Dataset, stream: str, periods) -> dict[tuple, dict]:
+    """The simulator's own answer for each period, as rows keyed (groupings, date)."""
+    cls = REPORTS[stream]
+    rows = {}
+    for start, end in periods:
+        attributes = {
+            "statistics": list(cls.statistics),
+            "timeframe": {"start": start.isoformat(), "end": end.isoformat()},
+        }
+        if cls.series:
+            attributes["interval"] = "daily"
+        if cls.needs_conversion_metric():
+            attributes["conversion_metric_id"] = dataset.metrics[0].id  # Placed Order
+        results, dates = report(dataset, cls.endpoint_name.removesuffix("-reports"), attributes)
+        for result in results:
+            groupings = tuple(result["groupings"].get(column) for column in cls.groupings)
+            for index, date in enumerate(dates or [start.isoformat()]):
+                values = {name: value[index] if dates else value for name, value in result["statistics"].items()}
+                rows[(groupings, date)] = values
+    return rows
 
 
 def utc(epoch: int) -> str:
@@ -60,7 +137,7 @@ def all_history_config(dataset: Dataset, url: str, key: str = FULL_ACCESS_KEY, *
     return {
         "api_key": key,
         "api_url": url,
-        "backfill_window_days": dict.fromkeys(WINDOWED, 0),
+        "backfill_window_days": {**dict.fromkeys(WINDOWED, 0), **dict.fromkeys(REPORTS, REPORT_DAYS)},
         "events_custom_dates": {"start": utc(start), "end": utc(end)},
         "metric_aggregates": json.dumps({"data": {"type": "metric-aggregate", "attributes": aggregate}}),
         "legacy_v1_campaigns": True,
@@ -104,6 +181,7 @@ def all_history_ids(dataset: Dataset) -> dict[str, set[Any]]:
             if dataset.profiles.updated[i] <= dataset.visible_until
         },
         "events": {events.record(i).id for i in visible if i not in dataset.late_events},
+        **report_ids(dataset, REPORT_DAYS),
         "events_custom_dates": {
             events.record(i).id for i in range(events.first_at_or_after(start + 1), events.first_at_or_after(end + 1))
         },
@@ -122,6 +200,7 @@ def default_window_ids(dataset: Dataset) -> dict[str, set[str]]:
     events = dataset.events
     first = events.first_at_or_after(dataset.now - 30 * DAY)
     ids["events"] = {events.record(i).id for i in range(first, events.first_at_or_after(dataset.now))}
+    ids.update(report_ids(dataset, 365))
     for stream in ("campaigns_v1", "events_custom_dates"):  # not offered without their settings
         del ids[stream]
     return ids

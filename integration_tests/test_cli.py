@@ -7,14 +7,14 @@ from jsonschema import Draft7Validator
 
 from integration_tests.conftest import NOW
 from integration_tests.connector_cli import configured_catalog, run_connector
-from integration_tests.expectations import default_window_ids, key, utc
+from integration_tests.expectations import REPORT_DAYS, REPORTS, default_window_ids, key, report_ids, utc
 from integration_tests.klaviyo_sim import FULL_ACCESS_KEY, key_without
 from integration_tests.klaviyo_sim.data import DAY, Dataset, iso
 from source_klaviyo.streams import STREAM_CLASSES
 
 STREAMS = [stream_class.name for stream_class in STREAM_CLASSES]
 # What revision 2023-10-15 does not have.
-NOT_IN_2023 = {"campaigns_push", "forms"}
+NOT_IN_2023 = {"campaigns_push", "forms", *REPORTS}
 CUSTOM_DATES = (NOW - 10 * DAY, NOW - 5 * DAY)
 
 
@@ -25,8 +25,14 @@ def sim_config(sim, key: str = FULL_ACCESS_KEY, **extra):
 def everything(sim, **extra):
     """A config under which every stream is offered: the custom dates, a query and the v1 opt-in set."""
     custom = {"start": utc(CUSTOM_DATES[0]), "end": utc(CUSTOM_DATES[1])}
+    reports = {"backfill_window_days": dict.fromkeys(REPORTS, REPORT_DAYS)}  # a request a report, not a year's
     return sim_config(
-        sim, events_custom_dates=custom, metric_aggregates=aggregate_query(sim), legacy_v1_campaigns=True, **extra
+        sim,
+        events_custom_dates=custom,
+        metric_aggregates=aggregate_query(sim),
+        legacy_v1_campaigns=True,
+        **reports,
+        **extra,
     )
 
 
@@ -39,6 +45,7 @@ def expected_ids(dataset: Dataset, revision: str = "2026-07-15") -> dict[str, se
         **default_window_ids(dataset),
         "campaigns_v1": {c.id for c in dataset.collection("campaigns")},
         "events_custom_dates": {events.record(i).id for i in custom},
+        **report_ids(dataset, REPORT_DAYS),
     }
     if revision == "2023-10-15":
         push = {c.id for c in dataset.collection("campaigns") if c.fields["messages.channel"] == "mobile_push"}
@@ -87,7 +94,8 @@ def test_check_names_what_a_key_lacking_a_scope_cannot_read(klaviyo_sim, tmp_pat
     run = run_connector("check", tmp_path, config=sim_config(klaviyo_sim, key=key_without("flows:read")))
     (status,) = [m["connectionStatus"] for m in run.of_type("CONNECTION_STATUS")]
     assert status["status"] == "SUCCEEDED"
-    assert "flow_actions, flow_messages, flows need `flows:read`" in status["message"]
+    needs = "flow_actions, flow_messages, flow_series_reports, flow_values_reports, flows need `flows:read`"
+    assert needs in status["message"]
 
 
 def test_discover_lists_every_stream_the_config_can_run(klaviyo_sim, tmp_path):

@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import fields
 from datetime import datetime, timedelta, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import requests
@@ -16,6 +17,7 @@ import requests
 from integration_tests.klaviyo_sim import FULL_ACCESS_KEY, Dataset, Faults, Simulator, Sizes, key_without
 from integration_tests.klaviyo_sim.contract import ResponseContract
 from integration_tests.klaviyo_sim.data import DAY, iso
+from integration_tests.klaviyo_sim.reports import KINDS, report
 from integration_tests.klaviyo_sim.resources import CURRENT, RETIRED, path_of
 
 REVISIONS = [CURRENT, RETIRED]
@@ -973,3 +975,256 @@ def test_the_command_line_exposes_every_size():
     )
     for item in fields(Sizes):
         assert f"--{item.name.replace('_', '-')}" in result.stdout
+
+
+# -- accounts and the Reporting API --
+
+
+REPORT_STATISTICS = {
+    "campaign": ["recipients", "delivered", "opens", "opens_unique", "open_rate", "clicks_unique", "conversions"]
+    + ["conversion_value", "average_order_value", "unsubscribe_uniques", "text_message_spend", "bounce_rate"],
+    "flow": ["recipients", "opens_unique", "open_rate", "click_rate", "conversions", "conversion_uniques"]
+    + ["conversion_value", "revenue_per_recipient", "message_segment_count_sum"],
+    "form": ["viewed_form", "viewed_form_uniques", "submits", "submit_rate", "closed_form"],
+    "segment": ["members_added", "members_removed", "net_members_changed", "total_members"],
+}
+
+
+def report_attributes(dataset: Dataset, kind: str, **changes: Any) -> dict[str, Any]:
+    """A valid request of report `kind` (e.g. "flow-series") over the last 30 days (campaigns: the last year)."""
+    family, shape = kind.split("-")
+    attributes: dict[str, Any] = {
+        "statistics": REPORT_STATISTICS[family],
+        "timeframe": {"key": "last_365_days" if family == "campaign" else "last_30_days"},
+    }
+    if family in ("campaign", "flow"):
+        placed_order = next(metric for metric in dataset.metrics if metric.attributes["name"] == "Placed Order")
+        attributes["conversion_metric_id"] = placed_order.id
+    if shape == "series":
+        attributes["interval"] = "daily"
+    return {**attributes, **changes}
+
+
+def post_report(sim, kind: str, attributes: dict, key: str = FULL_ACCESS_KEY, url: str | None = None, **options):
+    headers = {
+        "revision": options.get("revision", CURRENT),
+        "Authorization": f"Klaviyo-API-Key {key}",
+        "Content-Type": "application/vnd.api+json",
+    }
+    body = {"data": {"type": options.get("type", f"{kind}-report"), "attributes": attributes}}
+    return requests.post(url or f"{sim.url}/api/{kind}-reports", json=body, headers=headers, timeout=30)
+
+
+def read_report(sim, kind: str, attributes: dict) -> tuple[list[dict], list[dict]]:
+    """Every result of a report over its pages (the same body each time), and the page bodies."""
+    results, pages, url = [], [], None
+    while True:
+        response = post_report(sim, kind, attributes, url=url)
+        assert response.status_code == 200, response.text
+        pages.append(response.json())
+        results += pages[-1]["data"]["attributes"]["results"]
+        url = pages[-1]["links"].get("next")
+        if not url:
+            return results, pages
+
+
+@pytest.fixture
+def reporting_sim(klaviyo_sim):
+    """The simulator without rate limits: reports allow one request a second and two a minute."""
+    klaviyo_sim.faults.rate_limit_scale = 0
+    return klaviyo_sim
+
+
+def test_accounts_answer_the_one_account_in_the_datasets_timezone(reporting_sim):
+    response = get(reporting_sim, "accounts")
+    assert response.status_code == 200, response.text
+    assert ResponseContract(CURRENT).errors("GET", "/api/accounts", response.json()) == []
+    (account,) = response.json()["data"]
+    assert account["attributes"]["timezone"] == reporting_sim.dataset.sizes.timezone == "America/New_York"
+    assert get(reporting_sim, "accounts", key=key_without("accounts:read")).status_code == 403
+    assert get(reporting_sim, "accounts", revision=RETIRED).status_code == 404
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_reports_answer_the_spec_and_equal_the_pure_report_function(reporting_sim, kind):
+    dataset = reporting_sim.dataset
+    attributes = report_attributes(dataset, kind)
+    results, pages = read_report(reporting_sim, kind, attributes)
+    for page in pages:
+        assert ResponseContract(CURRENT).errors("POST", f"/api/{kind}-reports", page) == []
+    expected, date_times = report(dataset, kind, attributes)
+    assert results == expected and results, "the same numbers as report(), and some activity"
+    assert pages[0]["data"]["attributes"].get("date_times") == date_times
+    for result in results:
+        assert list(result["statistics"]) == attributes["statistics"]
+        for name, value in result["statistics"].items():
+            for number in value if date_times else [value]:
+                assert not name.endswith("_rate") or 0 <= number <= 1
+    if date_times:
+        assert all(len(value) == len(date_times) for r in results for value in r["statistics"].values())
+        assert date_times[0].endswith(("-04:00", "-05:00")), "bucket starts in the account's timezone"
+    family = kind.split("-")[0]
+    scope = {"campaign": "campaigns:read", "flow": "flows:read", "form": "forms:read", "segment": "segments:read"}
+    assert post_report(reporting_sim, kind, attributes, key=key_without(scope[family])).status_code == 403
+    assert post_report(reporting_sim, kind, attributes, revision=RETIRED).status_code == 404, "not in 2023-10-15"
+
+
+def test_default_groupings_send_channels_and_filters(reporting_sim):
+    dataset = reporting_sim.dataset
+    campaigns, _ = report(dataset, "campaign-values", report_attributes(dataset, "campaign-values"))
+    assert {tuple(r["groupings"]) for r in campaigns} == {("campaign_id", "campaign_message_id", "send_channel")}
+    assert {r["groupings"]["send_channel"] for r in campaigns} <= {"email", "sms", "push-notification"}
+    flows, _ = report(dataset, "flow-values", report_attributes(dataset, "flow-values"))
+    chosen = sorted({r["groupings"]["flow_id"] for r in flows})[:2]
+    ids = ",".join(f'"{flow_id}"' for flow_id in chosen)
+    narrowed = report_attributes(
+        dataset, "flow-values", filter=f'and(contains-any(flow_id,[{ids}]),equals(send_channel,"sms"))'
+    )
+    response = post_report(reporting_sim, "flow-values", narrowed)
+    assert response.status_code == 200, response.text
+    kept = response.json()["data"]["attributes"]["results"]
+    assert kept and kept == [
+        r for r in flows if r["groupings"]["flow_id"] in chosen and r["groupings"]["send_channel"] == "sms"
+    ]
+    forms, _ = report(dataset, "form-values", report_attributes(dataset, "form-values"))
+    assert [tuple(r["groupings"]) for r in forms] == [("form_id",)] * len(forms)
+    versions, _ = report(
+        dataset, "form-values", report_attributes(dataset, "form-values", group_by=["form_id", "form_version_id"])
+    )
+    assert len(versions) > len(forms), "A/B-tested forms have two versions"
+
+
+def _hundred_and_one_ids() -> str:
+    return ",".join(f'"id{number}"' for number in range(101))
+
+
+@pytest.mark.parametrize(
+    "kind, changes, words",
+    [
+        ("flow-series", {"interval": "hourly"}, "at most 7 days"),
+        ("form-series", {"timeframe": {"key": "last_90_days"}}, "at most 60 days"),
+        ("segment-values", {"timeframe": {"start": "2023-05-01T00:00:00", "end": "2023-07-01T00:00:00"}}, "June 1st"),
+        ("flow-values", {"filter": f"contains-any(flow_id,[{_hundred_and_one_ids()}])"}, "at most 100 items"),
+        ("campaign-values", {"conversion_metric_id": None}, "conversion_metric_id"),
+        ("flow-values", {"conversion_metric_id": "NoSuch"}, "is not a metric of this account"),
+        ("campaign-values", {"statistics": []}, "at least one statistic"),
+        ("campaign-values", {"statistics": ["median"]}, "median"),
+        ("campaign-values", {"group_by": ["campaign_id", "send_channel"]}, "must include campaign_message_id"),
+        ("form-values", {"group_by": ["form_version_id"]}, "needs form_id"),
+        ("flow-values", {"filter": 'or(equals(flow_id,"a"),equals(flow_id,"b"))'}, "Only AND"),
+        ("flow-values", {"filter": 'equals(campaign_id,"a")'}, "not a valid filter attribute"),
+        ("segment-values", {"filter": 'contains-any(segment_id,["a"])'}, "not a valid operator"),
+        (
+            "form-values",
+            {"filter": 'and(equals(form_id,"a"),any(form_id,["b"]))'},
+            "one filter can be used per attribute",
+        ),
+        (
+            "form-values",
+            {"timeframe": {"start": "2025-01-01T00:00:00", "end": "2026-01-03T00:00:00"}},
+            "at most 1 year",
+        ),
+        (
+            "form-values",
+            {"timeframe": {"start": "2025-01-02T00:00:00", "end": "2025-01-01T00:00:00"}},
+            "after its start",
+        ),
+        ("flow-series", {"interval": None}, "interval"),
+    ],
+)
+def test_report_requests_outside_the_rules_get_400_naming_the_problem(reporting_sim, kind, changes, words):
+    attributes = {
+        name: value
+        for name, value in report_attributes(reporting_sim.dataset, kind, **changes).items()
+        if value is not None
+    }
+    response = post_report(reporting_sim, kind, attributes)
+    assert response.status_code == 400, response.text
+    (error,) = response.json()["errors"]
+    assert words in error["detail"], error
+    assert post_report(reporting_sim, kind, attributes, type="campaign-series-report").status_code == 400
+
+
+def test_the_daily_cap_answers_429_until_midnight_or_the_next_quota_day(reporting_sim):
+    sim, dataset = reporting_sim, reporting_sim.dataset
+    sim.limiter.clock = lambda: 1_800_000_000.5  # 2027-01-15T08:00:00.5Z
+    assert requests.post(f"{sim.url}/__sim/daily-cap", params={"cap": 2}, timeout=10).json()["daily_cap"] == 2
+    attributes = report_attributes(dataset, "flow-values")
+    assert post_report(sim, "flow-values", {**attributes, "statistics": []}).status_code == 400, "not counted"
+    assert post_report(sim, "flow-values", attributes, key=key_without("flows:read")).status_code == 403
+    assert [post_report(sim, "flow-values", attributes).status_code for _ in range(2)] == [200, 200]
+    capped = post_report(sim, "flow-values", attributes)
+    assert capped.status_code == 429
+    assert (
+        capped.headers["Retry-After"] == str(DAY - 8 * 3600) and "Daily limit" in capped.json()["errors"][0]["detail"]
+    )
+    assert post_report(sim, "segment-values", report_attributes(dataset, "segment-values")).status_code == 200
+    assert requests.post(f"{sim.url}/__sim/next-day", timeout=10).status_code == 200
+    assert post_report(sim, "flow-values", attributes).status_code == 200
+    sim.limiter.clock = lambda: 1_800_000_000.5 + DAY  # a new UTC day starts its own count
+    assert [post_report(sim, "flow-values", attributes).status_code for _ in range(3)] == [200, 200, 429]
+    sim.daily_cap = 225
+    assert post_report(sim, "flow-values", attributes).status_code == 200
+
+
+def test_paged_reports_follow_links_next_with_the_same_body():
+    sizes = Sizes(flows=160, profiles=200, events=20_000, campaigns=6, segments=4, forms=4)
+    simulator = Simulator(Dataset(seed=4, now=1_790_000_000, sizes=sizes), Faults(rate_limit_scale=0))
+    with simulator.run_in_thread() as sim:
+        attributes = report_attributes(sim.dataset, "flow-values", timeframe={"key": "last_90_days"})
+        results, pages = read_report(sim, "flow-values", attributes)
+        assert len(pages) >= 2 and len(pages[0]["data"]["attributes"]["results"]) == 100
+        assert "page_cursor=" in pages[0]["links"]["next"] and pages[0]["links"]["self"].endswith(
+            "/api/flow-values-reports"
+        )
+        assert results == report(sim.dataset, "flow-values", attributes)[0]
+        assert len({tuple(r["groupings"].values()) for r in results}) == len(results)
+        unpaged = f"{sim.url}/api/segment-values-reports?page_cursor=100"
+        refused = post_report(sim, "segment-values", report_attributes(sim.dataset, "segment-values"), url=unpaged)
+        assert refused.status_code == 400 and "page_cursor" in refused.json()["errors"][0]["detail"]
+
+
+def test_series_bucket_events_by_local_day_and_custom_offsets_are_ignored():
+    dataset = Dataset(seed=5, now=1_790_000_000, sizes=Sizes(events=3_000, profiles=100, flows=6))
+    zone = ZoneInfo(dataset.sizes.timezone)
+    events = dataset.events
+
+    def local(index: int) -> datetime:
+        return datetime.fromtimestamp(events.time(index), zone)
+
+    late = next(
+        i for i in range(events.count) if (events.attribution(i) or {}).get("flow-message") and local(i).hour == 23
+    )
+    message = events.attribution(late)["flow-message"]
+    day = local(late).date()
+    assert datetime.fromtimestamp(events.time(late), timezone.utc).date() > day, "the next day in UTC"
+    metric = events.metric_ids[events.metric_of[late]]
+    attributes = {
+        "statistics": ["conversions"],
+        "timeframe": {"start": f"{day}T00:00:00+00:00", "end": f"{day + timedelta(days=2)}T00:00:00+09:00"},
+        "interval": "daily",
+        "conversion_metric_id": metric,
+        "filter": f'equals(flow_message_id,"{message}")',
+    }
+    (row,), date_times = report(dataset, "flow-series", attributes)
+    assert date_times[0] == datetime(day.year, day.month, day.day, tzinfo=zone).isoformat()
+    same_day = [
+        i
+        for i in range(events.count)
+        if events.metric_of[i] == events.metric_of[late]
+        and (events.attribution(i) or {}).get("flow-message") == message
+        and local(i).date() == day
+    ]
+    assert late in same_day and row["statistics"]["conversions"][0] == len(same_day)
+    plain = {**attributes, "timeframe": {"start": f"{day}T00:00:00", "end": f"{day + timedelta(days=2)}T00:00:00"}}
+    assert report(dataset, "flow-series", plain) == ([row], date_times), "offsets are ignored"
+
+
+def test_late_events_show_up_in_reports_after_reveal():
+    dataset = Dataset(seed=6, now=1_790_000_000, sizes=Sizes(events=3_000, profiles=100))
+    attributes = report_attributes(dataset, "flow-values", timeframe={"key": "last_7_days"})
+    complete, _ = report(dataset, "flow-values", attributes)
+    dataset.delay_events(every=2, within_seconds=10 * DAY)
+    partial, _ = report(dataset, "flow-values", attributes)
+    dataset.reveal()
+    assert partial != complete and report(dataset, "flow-values", attributes)[0] == complete

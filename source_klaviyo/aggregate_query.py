@@ -5,6 +5,12 @@ it; a list of them, each with an optional "name", gives several queries. Every
 mistake is reported with what to change, the allowed values coming from
 Klaviyo's spec for the configured revision (a unit test holds the lists below
 to the spec).
+
+Beside "data", a query may hold our own keys: "timeframe" (a Reporting API
+timeframe key) or "days_back" instead of datetime terms in `filter`, resolved
+in the query's timezone against the command's `now` so a scheduled sync reads
+a current range; and "reread_intervals", how many of the newest intervals an
+incremental sync reads again.
 """
 
 from __future__ import annotations
@@ -13,11 +19,12 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from source_klaviyo.clock import EARLIEST_DATE, LATEST_DATE
+from source_klaviyo.report_dates import local_midnight
 
 MEASUREMENTS = ("count", "sum_value", "unique")
 INTERVALS = ("day", "hour", "month", "week")
@@ -42,11 +49,23 @@ DIMENSIONS = {
 }
 _KNOWN = {"metric_id", "measurements", "interval", "by", "filter", "timezone", "sort", "page_size"}
 _TERM = re.compile(r"\s*(greater-or-equal|less-than)\(datetime,\s*([^)]+)\)\s*")
+_ANY_DATETIME_TERM = re.compile(r"\(\s*datetime\s*,")
+TIMEFRAMES = (
+    "today", "yesterday", "last_7_days", "last_30_days", "last_90_days", "last_365_days", "this_week",
+    "last_week", "this_month", "last_month", "last_3_months", "last_12_months", "this_year", "last_year",
+)  # fmt: skip
+MAX_DAYS_BACK = 1825  # Klaviyo reaches back at most five years
+DEFAULT_REREAD_INTERVALS = 2  # the current interval, still filling, and the one before, for late events
+MAX_REREAD_INTERVALS = 366
 
 
 @dataclass(frozen=True)
 class AggregateQuery:
-    """One query, with its datetime range taken out of `filter` (the rest of `filter` kept as given)."""
+    """One query, with its datetime range taken out of `filter` (the rest of `filter` kept as given).
+
+    `relative` is the timeframe key or "days_back=N" a relative range was given as
+    (None: fixed); start and end are then that range resolved for this command.
+    """
 
     name: str
     metric_id: str
@@ -59,16 +78,34 @@ class AggregateQuery:
     other_filters: tuple[str, ...]
     sort: str | None
     page_size: int | None
+    relative: str | None = None
+    reread_intervals: int = DEFAULT_REREAD_INTERVALS
 
     def canonical(self) -> str:
-        """The query as stable text: what a row's id hashes, so one query yields the same ids every sync."""
+        """The query as stable text: what a row's id hashes, so one query yields the same ids every sync.
+
+        A relative range enters by its key, not its resolved bounds, which move every day.
+        """
         fields = {**self.__dict__, "start": self.start.isoformat(), "end": self.end.isoformat()}
-        fields.pop("page_size")
+        for unstable in ("page_size", "relative", "reread_intervals"):
+            fields.pop(unstable)
+        if self.relative:
+            fields.update(start=self.relative, end=self.relative)
         return json.dumps(fields, sort_keys=True)
 
+    def resume_start(self, newest_read: datetime | None) -> datetime:
+        """Where a sync reads from: the range's start, or with state the last `reread_intervals` intervals
+        up to the newest one read (their numbers still change as late events arrive), never before the range."""
+        if newest_read is None:
+            return self.start
+        zone = ZoneInfo(self.timezone)
+        newest = interval_start(newest_read, self.interval, zone)
+        return max(self.start, shift(newest, self.interval, 1 - self.reread_intervals, zone))
 
-def parse_queries(raw: Any, revision: str) -> tuple[AggregateQuery, ...]:
-    """The queries of the config value; ValueError with a message that says what to fix."""
+
+def parse_queries(raw: Any, revision: str, now: datetime) -> tuple[AggregateQuery, ...]:
+    """The queries of the config value, relative ranges resolved as of `now`; ValueError with a message
+    that says what to fix."""
     if isinstance(raw, str):
         try:
             raw = json.loads(raw)
@@ -80,7 +117,7 @@ def parse_queries(raw: Any, revision: str) -> tuple[AggregateQuery, ...]:
             'must be Klaviyo\'s metric-aggregates body, {"data": {"type": "metric-aggregate", "attributes": '
             "{...}}}, as an object or a string holding it, or a list of such bodies"
         )
-    queries = tuple(_query(item, index, len(items), revision) for index, item in enumerate(items))
+    queries = tuple(_query(item, index, len(items), revision, now) for index, item in enumerate(items))
     names = [query.name for query in queries]
     if len(set(names)) != len(names):
         raise ValueError(
@@ -89,7 +126,7 @@ def parse_queries(raw: Any, revision: str) -> tuple[AggregateQuery, ...]:
     return queries
 
 
-def _query(body: Mapping[str, Any], index: int, count: int, revision: str) -> AggregateQuery:
+def _query(body: Mapping[str, Any], index: int, count: int, revision: str, now: datetime) -> AggregateQuery:
     where = f"query {index + 1}: " if count > 1 else ""
     name = body.get("name", "default" if count == 1 else f"query_{index + 1}")
     data = body.get("data")
@@ -132,10 +169,122 @@ def _query(body: Mapping[str, Any], index: int, count: int, revision: str) -> Ag
     page_size = attributes.get("page_size")
     if page_size is not None and (not isinstance(page_size, int) or isinstance(page_size, bool) or page_size < 1):
         raise ValueError(f"must give {where}page_size as a positive whole number")
-    start, end, others = _range(attributes.get("filter"), zone, where)
+    reread = body.get("reread_intervals", DEFAULT_REREAD_INTERVALS)
+    if not _whole(reread, 1, MAX_REREAD_INTERVALS):
+        raise ValueError(f"must give {where}reread_intervals as a whole number from 1 to {MAX_REREAD_INTERVALS}")
+    relative = _relative_key(body, where)
+    if relative:
+        others = _without_range(attributes.get("filter", []), where)
+        start, end = relative_range(relative, interval, zone, now)
+    else:
+        start, end, others = _range(attributes.get("filter"), zone, where)
     return AggregateQuery(
-        str(name), metric_id, tuple(measurements), tuple(by), interval, timezone, start, end, others, sort, page_size
+        str(name),
+        metric_id,
+        tuple(measurements),
+        tuple(by),
+        interval,
+        timezone,
+        start,
+        end,
+        others,
+        sort,
+        page_size,
+        relative,
+        reread,
     )
+
+
+def _whole(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _relative_key(body: Mapping[str, Any], where: str) -> str | None:
+    """The relative range's key: the timeframe as given, `days_back=30` for {"days_back": 30}; None: fixed."""
+    if "timeframe" in body and "days_back" in body:
+        raise ValueError(f"must give {where}either timeframe or days_back, not both")
+    if "timeframe" in body:
+        _only([body["timeframe"]], TIMEFRAMES, f"{where}timeframe")
+        return str(body["timeframe"])
+    if "days_back" in body:
+        if not _whole(body["days_back"], 1, MAX_DAYS_BACK):
+            raise ValueError(f"must give {where}days_back as a whole number of days from 1 to {MAX_DAYS_BACK}")
+        return f"days_back={body['days_back']}"
+    return None
+
+
+def _without_range(filters: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(filters, list) or not all(isinstance(term, str) for term in filters):
+        raise ValueError(f"must give {where}filter as a list of strings")
+    dated = [term for term in filters if _ANY_DATETIME_TERM.search(term)]
+    if dated:
+        raise ValueError(f"must leave datetime terms out of {where}filter when timeframe or days_back is set: {dated}")
+    return tuple(filters)
+
+
+def relative_range(relative: str, interval: str, zone: ZoneInfo, now: datetime) -> tuple[datetime, datetime]:
+    """[start, end) of a relative range on `now`'s day in `zone`, widened to whole intervals and
+    ending with the interval that holds `now` (no empty future intervals)."""
+    first, after = _days(relative, now.astimezone(zone).date())
+    end = local_midnight(after, zone)
+    last = interval_start(end, interval, zone)
+    whole_end = end if last == end else shift(last, interval, 1, zone)
+    current_end = shift(interval_start(now, interval, zone), interval, 1, zone)
+    return interval_start(local_midnight(first, zone), interval, zone), min(whole_end, current_end)
+
+
+def _days(relative: str, today: date) -> tuple[date, date]:
+    """The days [first, after) a relative range covers: `last_*` ranges end before today, the others
+    (`today`, `this_*`, days_back) take in today."""
+    tomorrow, day = today + timedelta(days=1), timedelta(days=1)
+    if relative.startswith("days_back="):
+        return today - int(relative.removeprefix("days_back=")) * day, tomorrow
+    monday, month, january = today - today.weekday() * day, today.replace(day=1), today.replace(month=1, day=1)
+    return {
+        "today": (today, tomorrow),
+        "yesterday": (today - day, today),
+        "last_7_days": (today - 7 * day, today),
+        "last_30_days": (today - 30 * day, today),
+        "last_90_days": (today - 90 * day, today),
+        "last_365_days": (today - 365 * day, today),
+        "this_week": (monday, tomorrow),
+        "last_week": (monday - 7 * day, monday),
+        "this_month": (month, tomorrow),
+        "last_month": (_months_after(month, -1), month),
+        "last_3_months": (_months_after(month, -3), month),
+        "last_12_months": (_months_after(month, -12), month),
+        "this_year": (january, tomorrow),
+        "last_year": (january.replace(year=january.year - 1), january),
+    }[relative]
+
+
+def interval_start(moment: datetime, interval: str, zone: ZoneInfo) -> datetime:
+    """The start, in `zone`, of the interval holding `moment` (weeks start on Monday)."""
+    local = moment.astimezone(zone)
+    if interval == "hour":
+        return local.replace(minute=0, second=0, microsecond=0)
+    day = local.date()
+    if interval == "week":
+        day -= timedelta(days=day.weekday())
+    elif interval == "month":
+        day = day.replace(day=1)
+    return local_midnight(day, zone)
+
+
+def shift(start: datetime, interval: str, count: int, zone: ZoneInfo) -> datetime:
+    """The interval start `count` intervals after the interval start `start` (before it when negative);
+    days and longer step by the calendar, so a DST change does not shift midnight."""
+    if interval == "hour":
+        return (start.astimezone(timezone.utc) + timedelta(hours=count)).astimezone(zone)
+    day = start.astimezone(zone).date()
+    if interval == "month":
+        return local_midnight(_months_after(day, count), zone)
+    return local_midnight(day + timedelta(days=count * (7 if interval == "week" else 1)), zone)
+
+
+def _months_after(first_of_month: date, count: int) -> date:
+    years, month = divmod(first_of_month.month - 1 + count, 12)
+    return date(first_of_month.year + years, month + 1, 1)
 
 
 def _only(values: list[Any], allowed: tuple[str, ...], what: str) -> None:
@@ -165,7 +314,8 @@ def _range(filters: Any, zone: ZoneInfo, where: str) -> tuple[datetime, datetime
     if set(bounds) != {"greater-or-equal", "less-than"}:
         raise ValueError(
             f"must give {where}a datetime range in filter: greater-or-equal(datetime,<start>) and "
-            "less-than(datetime,<end>), e.g. 2025-01-01T00:00:00"
+            'less-than(datetime,<end>), e.g. 2025-01-01T00:00:00; or a relative range beside "data": '
+            '"timeframe" (e.g. "last_30_days") or "days_back" (e.g. 30)'
         )
     if bounds["less-than"] <= bounds["greater-or-equal"]:
         raise ValueError(f"must end {where}the datetime range after it starts")

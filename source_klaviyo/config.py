@@ -36,7 +36,7 @@ from pydantic import (
 
 from source_klaviyo.aggregate_query import AggregateQuery, parse_queries
 from source_klaviyo.clock import DATETIME_FORMAT, EARLIEST_DATE, LATEST_DATE
-from source_klaviyo.endpoints import DEFAULT_REVISION, KLAVIYO_API_URL
+from source_klaviyo.endpoints import DEFAULT_REVISION, KLAVIYO_API_URL, REPORTS
 
 logger = logging.getLogger("airbyte")
 _DATETIME_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
@@ -53,7 +53,9 @@ BACKFILL_POLICY_DAYS: Mapping[str, int | None] = {
     "campaigns_sms": None,
     "metrics": None,
     "flows": None,
+    **{f"{kind}_{report}_reports": 365 for kind, report in REPORTS},
 }
+DEFAULT_REPORTING_LOOKBACK_DAYS = 30
 
 DEFAULT_NUM_WORKERS = 10
 # Klaviyo events can arrive after their datetime (integrations catching up, imports);
@@ -92,6 +94,13 @@ class BackfillWindows(BaseModel):
     campaigns_email: int | None = Field(default=None, ge=0, le=MAX_WINDOW_DAYS)
     campaigns_sms: int | None = Field(default=None, ge=0, le=MAX_WINDOW_DAYS)
     flows: int | None = Field(default=None, ge=0, le=MAX_WINDOW_DAYS)
+    campaign_values_reports: int | None = Field(default=None, ge=0, le=MAX_WINDOW_DAYS)
+    flow_values_reports: int | None = Field(default=None, ge=0, le=MAX_WINDOW_DAYS)
+    flow_series_reports: int | None = Field(default=None, ge=0, le=MAX_WINDOW_DAYS)
+    form_values_reports: int | None = Field(default=None, ge=0, le=MAX_WINDOW_DAYS)
+    form_series_reports: int | None = Field(default=None, ge=0, le=MAX_WINDOW_DAYS)
+    segment_values_reports: int | None = Field(default=None, ge=0, le=MAX_WINDOW_DAYS)
+    segment_series_reports: int | None = Field(default=None, ge=0, le=MAX_WINDOW_DAYS)
 
 
 class CustomDates(BaseModel):
@@ -130,6 +139,9 @@ class KlaviyoConfig(BaseModel):
     profiles_predictive_analytics: bool = False
     legacy_v1_campaigns: bool = False
     metric_aggregates: tuple[AggregateQuery, ...] = ()
+    conversion_metric: str | None = None
+    reporting_lookback_days: int = Field(default=DEFAULT_REPORTING_LOOKBACK_DAYS, ge=0, le=90)
+    campaign_reports_by_variation: bool = False
     request_timeout_seconds: int = Field(default=60, ge=1, le=600)
     retry_budget_seconds: int = Field(default=600, ge=10, le=3600)
 
@@ -161,7 +173,16 @@ class KlaviyoConfig(BaseModel):
     def _queries(cls, value: Any, info: ValidationInfo) -> tuple[AggregateQuery, ...]:
         if value is None or value == "":
             return ()
-        return parse_queries(value, info.data.get("revision", DEFAULT_REVISION))
+        return parse_queries(value, info.data.get("revision", DEFAULT_REVISION), info.context["now"])
+
+    @field_validator("conversion_metric", mode="before")
+    @classmethod
+    def _conversion_metric(cls, value: Any) -> str | None:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if not isinstance(value, str):
+            raise ValueError("must be a metric id or name, as text")
+        return value.strip()
 
     @field_validator("event_metrics")
     @classmethod

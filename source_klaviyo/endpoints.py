@@ -26,6 +26,7 @@ class Endpoint:
     burst_per_second: int
     steady_per_minute: int
     max_page_size: int | None  # None: the endpoint takes no page[size]
+    per_day: int | None = None  # the Reporting API's daily quota (None: no daily limit)
 
     @property
     def scope(self) -> str:
@@ -35,6 +36,19 @@ class Endpoint:
         """2023-10-15 writes paths with a trailing slash, later revisions without; `{id}` is the parent's."""
         name = self.name.replace("{id}", parent_id) if parent_id is not None else self.name
         return f"api/{name}/" if revision == RETIRED_REVISION else f"api/{name}"
+
+
+# The Reporting API's endpoints (POST /api/<kind>-<report>-reports), revision 2026-07-15 and later.
+REPORTS = (
+    ("campaign", "values"),
+    ("flow", "values"),
+    ("flow", "series"),
+    ("form", "values"),
+    ("form", "series"),
+    ("segment", "values"),
+    ("segment", "series"),
+)
+POST_ENDPOINTS = frozenset({"metric-aggregates", *(f"{kind}-{report}-reports" for kind, report in REPORTS)})
 
 
 def _table(*endpoints: Endpoint) -> Mapping[str, Endpoint]:
@@ -69,6 +83,11 @@ ENDPOINTS: Mapping[str, Mapping[str, Endpoint]] = {
         Endpoint("catalog-variants", _scopes("catalogs:read"), 350, 3500, 100),
         Endpoint("catalog-categories", _scopes("catalogs:read"), 350, 3500, 100),
         Endpoint("metric-aggregates", _scopes("metrics:read"), 3, 60, None),
+        Endpoint("accounts", _scopes("accounts:read"), 1, 15, None),
+        *(
+            Endpoint(f"{kind}-{report}-reports", _scopes(f"{kind}s:read"), 1, 2, None, per_day=225)
+            for kind, report in REPORTS
+        ),
     ),
     RETIRED_REVISION: _table(
         Endpoint("campaigns", _scopes("campaigns:read"), 10, 150, None),

@@ -30,6 +30,9 @@ from source_klaviyo.endpoints import ENDPOINTS, PREDICTIVE_FIELDS, PREDICTIVE_PR
 HEADROOM = 0.9
 
 
+SMALL_LIMIT = 3
+
+
 def usable(limit: int) -> int:
     return max(1, int(limit * HEADROOM))
 
@@ -50,11 +53,16 @@ class KlaviyoAPIBudget(HttpAPIBudget):
         return int(match.group(1)) if match else None
 
 
+def _rate(limit: int, interval: timedelta) -> Rate:
+    """HEADROOM of `limit` per `interval`; a limit too small to lose a call (the Reporting API's 1/s and 2/m,
+    where 90% would round down to half) keeps its count over an interval stretched by the same margin."""
+    if limit < SMALL_LIMIT:
+        return Rate(limit=limit, interval=interval / HEADROOM)
+    return Rate(limit=usable(limit), interval=interval)
+
+
 def _policy(burst: int, steady: int, matcher: HttpRequestRegexMatcher) -> MovingWindowCallRatePolicy:
-    rates = [
-        Rate(limit=usable(burst), interval=timedelta(seconds=1)),
-        Rate(limit=usable(steady), interval=timedelta(minutes=1)),
-    ]
+    rates = [_rate(burst, timedelta(seconds=1)), _rate(steady, timedelta(minutes=1))]
     return MovingWindowCallRatePolicy(rates=rates, matchers=[matcher])
 
 

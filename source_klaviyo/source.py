@@ -19,8 +19,10 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from queue import Queue
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from airbyte_cdk.models import (
+    AirbyteCatalog,
     AirbyteConnectionStatus,
     AirbyteErrorTraceMessage,
     AirbyteMessage,
@@ -54,7 +56,7 @@ from source_klaviyo.errors import StreamFailed, key_rejected_message, missing_sc
 from source_klaviyo.parents import ParentPlanner
 from source_klaviyo.planning import ReadSlots
 from source_klaviyo.rate_limits import KlaviyoAPIBudget, build_budget
-from source_klaviyo.state import ParentCursor, Resumes, build_cursor, resumable
+from source_klaviyo.state import ParentCursor, ReportCursor, Resumes, build_cursor, resumable
 from source_klaviyo.streams import (
     STREAM_CLASSES,
     ChildStream,
@@ -62,11 +64,16 @@ from source_klaviyo.streams import (
     EventsCustomDates,
     IncrementalKlaviyoStream,
     KlaviyoStream,
+    MetricAggregates,
     Metrics,
     Profiles,
+    ReportContext,
+    ReportStream,
     WindowedKlaviyoStream,
 )
 from source_klaviyo.streams.profiles import PROFILE_CURSORS
+from source_klaviyo.streams.reports import SENT_METRICS
+from source_klaviyo.streams.resources import Accounts
 from source_klaviyo.windows import WindowPlanner
 
 logger = logging.getLogger("airbyte")
@@ -81,6 +88,16 @@ class ReadChoices:
     event_metric_ids: tuple[str | None, ...] = (None,)
     incremental: frozenset[str] = frozenset()  # the streams read incrementally
     slots: ReadSlots | None = None  # the read's num_workers slots, shared by every stream
+    reports: ReportContext | None = None  # the account's timezone and metrics, when a report is selected
+
+
+@dataclass(frozen=True)
+class ConversionMetric:
+    """The metric campaign and flow reports count conversions of, or why there is none."""
+
+    metric_id: str | None
+    why_none: str = ""
+    sent_metric_ids: tuple[str, ...] = ()
 
 
 class SourceKlaviyo(ConcurrentSourceAdapter):
@@ -101,6 +118,7 @@ class SourceKlaviyo(ConcurrentSourceAdapter):
         self._state: list[AirbyteStateMessage] = []
         self._choices = ReadChoices()
         self._budget: KlaviyoAPIBudget | None = None
+        self._conversion: ConversionMetric | None = None
 
     @property
     def message_repository(self) -> ConcurrentMessageRepository:
@@ -152,16 +170,41 @@ class SourceKlaviyo(ConcurrentSourceAdapter):
         cannot read: least-privilege keys are good practice and the user may not
         select those streams; a read that selects them fails before moving data.
         """
-        streams = self._klaviyo_streams(self.settings(config))
-        access = Access.probe(streams, self.settings(config).num_workers)
+        settings = self.settings(config)
+        streams = self._klaviyo_streams(settings)
+        # Which reports are offered takes a look at the account's metrics: only once the key is accepted.
+        counting = [
+            stream for stream in streams if isinstance(stream, ReportStream) and stream.needs_conversion_metric()
+        ]
+        access = Access.probe([stream for stream in streams if stream not in counting], settings.num_workers)
         if not access.key_accepted:
             return False, key_rejected_message()
+        streams = [stream for stream in streams if stream not in counting or self._offered(type(stream), settings)]
+        access.add(Access.probe([stream for stream in streams if stream in counting], settings.num_workers))
         if not access.readable:
             return False, access.problem()
-        if access.unreadable:
-            logger.warning(access.problem())
-            return True, f"Connected, with a warning: {access.problem()}"
+        problems = [access.problem()] if access.unreadable else []
+        problems += [self._reports_left_out(settings)] if self._reports_left_out(settings) else []
+        if any(isinstance(stream, ReportStream) for stream in streams) and self._account_unreadable(settings):
+            problems.append(self._account_unreadable(settings))
+        if problems:
+            logger.warning(" ".join(problems))
+            return True, f"Connected, with a warning: {' '.join(problems)}"
         return True, None
+
+    def _reports_left_out(self, config: KlaviyoConfig) -> str:
+        """Why campaign and flow reports are not offered ("" when they are, or the revision has none)."""
+        left_out = [
+            cls.name
+            for cls in STREAM_CLASSES
+            if issubclass(cls, ReportStream) and not cls.missing_setting(config) and not self._offered(cls, config)
+        ]
+        if not left_out:
+            return ""
+        return (
+            f"{', '.join(left_out)} are not offered: {self._conversion_metric(config).why_none} "
+            "Set `conversion_metric` to the metric they count as a conversion (its id or name)."
+        )
 
     def streams(self, config: Mapping[str, Any]) -> list[Stream]:
         state_manager = ConnectorStateManager(state=self._state)
@@ -188,7 +231,13 @@ class SourceKlaviyo(ConcurrentSourceAdapter):
             if settings.event_metrics and any(isinstance(stream, Events) for stream in selected)
             else (None,)
         )
-        self._choices = replace(self._choices, event_metric_ids=metric_ids, slots=ReadSlots(settings.num_workers))
+        reports = [stream for stream in selected if isinstance(stream, ReportStream)]
+        self._choices = replace(
+            self._choices,
+            event_metric_ids=metric_ids,
+            slots=ReadSlots(settings.num_workers),
+            reports=self._report_context(settings, reports) if reports else None,
+        )
         self._concurrent_source = self._engine(settings.num_workers, planners=len(selected))
         yield from failures_last(super().read(logger, config, catalog, self._state))
 
@@ -207,14 +256,87 @@ class SourceKlaviyo(ConcurrentSourceAdapter):
             stream = stream_class(config, self._budget, self._now, self._choices.slots)
             if isinstance(stream, Events):
                 stream.variants = self._choices.event_metric_ids
+            if isinstance(stream, ReportStream):
+                stream.context = self._choices.reports
             streams.append(stream)
         return streams
+
+    def discover(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteCatalog:
+        """Every stream the config can run: campaign and flow reports only with a conversion metric to count."""
+        catalog = super().discover(logger, config)
+        offered = {cls.name for cls in STREAM_CLASSES if self._offered(cls, self.settings(config))}
+        catalog.streams = [stream for stream in catalog.streams if stream.name in offered]
+        return catalog
+
+    def _offered(self, stream_class: type[KlaviyoStream], config: KlaviyoConfig) -> bool:
+        """Campaign and flow reports are offered when there is a conversion metric to count."""
+        if not (issubclass(stream_class, ReportStream) and stream_class.needs_conversion_metric()):
+            return True
+        return bool(config.conversion_metric) or self._conversion_metric(config).metric_id is not None
+
+    def _conversion_metric(self, config: KlaviyoConfig) -> ConversionMetric:
+        """`conversion_metric` (a metric id or name), else the account's "Placed Order"; read once per command."""
+        if self._conversion is not None:
+            return self._conversion
+        metrics = Metrics(config, self._budget, self._now)
+        if metrics.probe() in (401, 403):
+            self._conversion = ConversionMetric(None, f"the key cannot read metrics (it needs {metrics.scope}).")
+            return self._conversion
+        known = [(record["id"], record.get("name")) for record in metrics.read_records(SyncMode.full_refresh)]
+        wanted = config.conversion_metric or "Placed Order"
+        matching = [metric_id for metric_id, name in known if wanted in (metric_id, name)]
+        sent = tuple(metric_id for metric_id, name in known if name in SENT_METRICS)
+        if matching:
+            if len(matching) > 1:
+                logger.info(f"Reports count conversions of {matching[0]}, the first of the metrics named {wanted!r}.")
+            self._conversion = ConversionMetric(matching[0], "", sent)
+        elif config.conversion_metric:
+            names = ", ".join(sorted({name for _, name in known if name})[:40])
+            raise _config_error(
+                f"`conversion_metric` is {wanted!r}, which is no metric id or name of this account. Metrics: {names}."
+            )
+        else:
+            self._conversion = ConversionMetric(None, 'the account has no "Placed Order" metric.', sent)
+        return self._conversion
+
+    def _account_unreadable(self, config: KlaviyoConfig) -> str:
+        """Why the reports cannot learn the account's timezone ("" when they can)."""
+        accounts = Accounts(config, self._budget, self._now)
+        if accounts.probe() not in (401, 403):
+            return ""
+        return missing_scopes_message({"the report streams (for the account's timezone)": accounts.scope})
+
+    def _report_context(self, config: KlaviyoConfig, reports: list[ReportStream]) -> ReportContext:
+        """The account's timezone (Klaviyo's report days are its days) and, for campaign and flow reports,
+        the conversion metric and the metrics of sent messages."""
+        unreadable = self._account_unreadable(config)
+        if unreadable:
+            raise _config_error(unreadable)
+        account = next(iter(Accounts(config, self._budget, self._now).read_records(SyncMode.full_refresh)), {})
+        try:
+            zone = ZoneInfo(account.get("timezone") or "UTC")
+        except (ZoneInfoNotFoundError, ValueError):
+            logger.warning(f"The account's timezone {account.get('timezone')!r} is unknown here; reports use UTC.")
+            zone = ZoneInfo("UTC")
+        if not any(report.needs_conversion_metric() for report in reports):
+            return ReportContext(zone)
+        conversion = self._conversion_metric(config)
+        if conversion.metric_id is None:
+            names = ", ".join(report.name for report in reports if report.needs_conversion_metric())
+            raise _config_error(
+                f"The catalog selects {names}, which need a conversion metric: {conversion.why_none} "
+                "Set `conversion_metric`, or refresh the source schema and deselect them."
+            )
+        return ReportContext(zone, conversion.metric_id, conversion.sent_metric_ids)
 
     def _as_concurrent(
         self, stream: KlaviyoStream, state_manager: ConnectorStateManager, config: KlaviyoConfig
     ) -> Stream:
         """The stream in the CDK's concurrent engine: windowed and per-parent streams through our planners,
         the others through the CDK's facade over their slices."""
+        if isinstance(stream, ReportStream):
+            progress = ReportCursor(stream.name, stream.cursor_field, state_manager, self.message_repository, self._now)
+            return self.convert_to_concurrent_stream(logger, stream, state_manager, progress)
         if isinstance(stream, ChildStream):
             cursor: Cursor = ParentCursor(
                 stream.name,
@@ -228,8 +350,20 @@ class SourceKlaviyo(ConcurrentSourceAdapter):
             )
             planner: PartitionGenerator = ParentPlanner(stream, cursor, config.num_workers, self._choices.slots)
             return self._facade(stream, planner, cursor, stream.cursor_field or None)
-        date_cursor = None
-        if isinstance(stream, IncrementalKlaviyoStream) and not isinstance(stream, EventsCustomDates):
+        date_cursor: Cursor | None = None
+        if isinstance(stream, MetricAggregates) and stream.name in self._choices.incremental:
+            # One partition per query, each with its newest interval read; the stream re-reads from there.
+            date_cursor = ParentCursor(
+                stream.name,
+                stream.parent_field,
+                stream.cursor_field,
+                state_manager,
+                self.message_repository,
+                None,
+                None,
+                self._now,
+            )
+        elif isinstance(stream, IncrementalKlaviyoStream) and not isinstance(stream, EventsCustomDates):
             lookback = timedelta(hours=config.event_lookback_hours) if isinstance(stream, Events) else None
             date_cursor = build_cursor(
                 stream.name,
@@ -291,8 +425,10 @@ def resume_rules(streams: list[KlaviyoStream], incremental: frozenset[str]) -> d
     rules = {}
     for stream in streams:
         cursor_field = (stream.cursor_field or None) if stream.name in incremental else None
-        if isinstance(stream, ChildStream):
+        if isinstance(stream, ChildStream) or (isinstance(stream, MetricAggregates) and cursor_field):
             rules[stream.name] = Resumes(cursor_field, stream.parent_field)
+        elif isinstance(stream, ReportStream) and cursor_field:
+            rules[stream.name] = Resumes(cursor_field)
         elif (
             isinstance(stream, IncrementalKlaviyoStream) and cursor_field and not isinstance(stream, EventsCustomDates)
         ):
@@ -397,6 +533,11 @@ class Access:
             elif status is not None:
                 access.readable.add(stream.name)
         return access
+
+    def add(self, other: Access) -> None:
+        self.readable |= other.readable
+        self.missing_scopes.update(other.missing_scopes)
+        self.retired.update(other.retired)
 
     @property
     def unreadable(self) -> set[str]:

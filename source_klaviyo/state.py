@@ -39,7 +39,7 @@ import logging
 import threading
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airbyte_cdk.models import AirbyteStateBlob as Blob
@@ -304,6 +304,12 @@ class ParentCursor(Cursor):
 
         {"states": [{"partition": {"list_id": "Y6nRLr"}, "cursor": {"joined_group_at": "2026-10-01T08:00:00Z"}}]}
 
+    metric_aggregates keeps the same shape with its queries as the parents and the
+    start of the newest interval read as the cursor; the stream re-reads each query's
+    last `reread_intervals` intervals up to it (never before the query's range):
+
+        {"states": [{"partition": {"query_name": "revenue_by_flow"}, "cursor": {"date": "2026-10-19T04:00:00Z"}}]}
+
     Incremental: each parent's newest cursor value, saved as soon as that parent is
     read; the next sync reads each parent from there (inclusive), a parent without
     state from the stream's first-sync start. Full refresh: while a sync runs, the
@@ -400,6 +406,84 @@ class ParentCursor(Cursor):
 
     def _complete(self) -> bool:
         return self._planning_done and self._closed == self._planned
+
+    def _emit(self) -> None:
+        self._state_manager.update_state_for_stream(self._name, None, self.state)
+        self._repository.emit_message(self._state_manager.create_state_message(self._name, None))
+
+
+class ReportCursor(Cursor):
+    """The state of a Reporting API stream: how far its report dates are read, and the day's requests.
+
+        {"date": "2026-11-30T09:15:00-05:00", "quota": {"day": "2026-11-30", "spent": 9}}
+
+    The cursor value (`date` for series, `start` for values reports) is where the
+    last sync's reading ended, in the account's timezone. The next sync reads again
+    from `reporting_lookback_days` before it (Klaviyo revises conversions after a
+    send); a sync the daily quota stopped wrote UNFINISHED, and the next one goes on
+    from exactly there. `quota` counts the requests of the UTC day (see the README),
+    so syncs of one day together spend no more than the endpoint's daily limit.
+    """
+
+    def __init__(
+        self,
+        stream_name: str,
+        cursor_field: str,
+        state_manager: ConnectorStateManager,
+        message_repository: MessageRepository,
+        now: datetime,
+    ) -> None:
+        self._name, self._cursor_field = stream_name, cursor_field
+        self._state_manager, self._repository = state_manager, message_repository
+        self._day = now.astimezone(timezone.utc).date().isoformat()
+        state = state_manager.get_stream_state(stream_name, None)
+        value = state.get(cursor_field)
+        self._read_to: datetime | None = parse_klaviyo_datetime(value) if value else None
+        self._resuming = bool(state.get(UNFINISHED))
+        quota = state.get("quota") if isinstance(state.get("quota"), Mapping) else {}
+        spent = quota.get("spent") if quota.get("day") == self._day else 0
+        self.spent = spent if isinstance(spent, int) and not isinstance(spent, bool) and spent >= 0 else 0
+        self._unfinished: datetime | None = None
+
+    def resume_from(self, lookback: timedelta) -> datetime | None:
+        """Where this sync reads from (None: no state, the first-sync start)."""
+        if self._read_to is None or self._resuming:
+            return self._read_to
+        return self._read_to - lookback
+
+    def spend(self) -> None:
+        self.spent += 1
+
+    def advance(self, read_to: datetime, finished: bool) -> None:
+        """The period up to `read_to` is emitted; `finished`: it was the sync's last."""
+        self._read_to, self._unfinished = read_to, None if finished else read_to
+        self._emit()
+
+    def stopped(self, at: datetime) -> None:
+        """The day's quota ran out with the period starting `at` unread: the next sync goes on from there."""
+        self._read_to = self._unfinished = at
+        self._emit()
+
+    @property
+    def state(self) -> MutableMapping[str, Any]:
+        state: dict[str, Any] = {"quota": {"day": self._day, "spent": self.spent}}
+        if self._read_to is not None:
+            state[self._cursor_field] = self._read_to.isoformat()
+        if self._unfinished is not None:
+            state[UNFINISHED] = self._unfinished.isoformat()
+        return state
+
+    def observe(self, record: Record) -> None:
+        pass  # progress moves per period (`advance`), not per record
+
+    def close_partition(self, partition: Partition) -> None:
+        self._emit()
+
+    def ensure_at_least_one_state_emitted(self) -> None:
+        self._emit()
+
+    def should_be_synced(self, record: Record) -> bool:
+        return True
 
     def _emit(self) -> None:
         self._state_manager.update_state_for_stream(self._name, None, self.state)

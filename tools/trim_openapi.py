@@ -45,6 +45,14 @@ OPERATIONS = {
     "catalog-variants": "get",
     "catalog-categories": "get",
     "metric-aggregates": "post",
+    "accounts": "get",
+    "campaign-values-reports": "post",
+    "flow-values-reports": "post",
+    "flow-series-reports": "post",
+    "form-values-reports": "post",
+    "form-series-reports": "post",
+    "segment-values-reports": "post",
+    "segment-series-reports": "post",
 }
 
 

@@ -14,10 +14,16 @@ from source_klaviyo.run import run
 from source_klaviyo.streams import STREAM_CLASSES
 from unit_tests.klaviyo_mock import API_KEY, QUERY, all_output, config, error_body, source, url
 
-ENDPOINT_NAMES = sorted({cls.endpoint_name for cls in STREAM_CLASSES} - {"v1/campaigns", "metric-aggregates"})
+ENDPOINT_NAMES = sorted(
+    {cls.endpoint_name for cls in STREAM_CLASSES if not cls.endpoint_name.endswith("-reports")}
+    - {"v1/campaigns", "metric-aggregates"}
+    | {"accounts"}
+)
 V1_URL = "https://a.klaviyo.com/api/v1/campaigns"
-# Without their settings, events_custom_dates, metric_aggregates and campaigns_v1 are not offered, nor probed.
-PROBED = len(STREAM_CLASSES) - 3
+# Without their settings, events_custom_dates, metric_aggregates and campaigns_v1 are not offered, nor probed;
+# an account without a "Placed Order" metric (the metrics list is empty here) is offered no campaign or flow
+# reports. Besides one probe per stream offered: the metrics (a probe and a page) and the account.
+PROBED = len(STREAM_CLASSES) - 3 - 3 + 3
 V1 = config(legacy_v1_campaigns=True)
 
 
@@ -144,3 +150,14 @@ def test_invalid_config_on_the_cli_is_one_clear_error_and_no_traceback(tmp_path,
     assert status["status"] == "FAILED"
     assert not any("Traceback" in json.dumps(line) for line in lines)
     assert not trace["trace"]["error"].get("stack_trace")
+
+
+def test_check_says_why_campaign_and_flow_reports_are_not_offered(api, tmp_path):
+    answer_every_endpoint(api)  # the account's metrics hold no "Placed Order"
+    status = status_of(run_check(tmp_path, config()))
+
+    assert status.status == Status.SUCCEEDED
+    for name in ("campaign_values_reports", "flow_values_reports", "flow_series_reports"):
+        assert name in status.message
+    assert 'no "Placed Order" metric' in status.message and "`conversion_metric`" in status.message
+    assert "segment_series_reports" not in status.message

@@ -8,7 +8,7 @@ from airbyte_cdk.test.entrypoint_wrapper import discover
 from jsonschema import Draft7Validator
 
 from source_klaviyo import SourceKlaviyo
-from unit_tests.klaviyo_mock import QUERY, config, run_read, source
+from unit_tests.klaviyo_mock import METRIC, QUERY, config, run_read, source, url
 
 EXPECTED = {
     "campaigns_v1": None,
@@ -38,8 +38,16 @@ EXPECTED = {
     "catalog_items": None,
     "catalog_variants": None,
     "catalog_categories": None,
-    "metric_aggregates": None,
+    "metric_aggregates": "date",
+    "campaign_values_reports": "start",
+    "flow_values_reports": "start",
+    "flow_series_reports": "date",
+    "form_values_reports": "start",
+    "form_series_reports": "date",
+    "segment_values_reports": "start",
+    "segment_series_reports": "date",
 }
+COUNTING_CONVERSIONS = {"campaign_values_reports", "flow_values_reports", "flow_series_reports"}
 KEYS = {
     "list_memberships": [["list_id"], ["profile_id"]],
     "segment_memberships": [["segment_id"], ["profile_id"]],
@@ -52,6 +60,7 @@ EVERYTHING = config(
     events_custom_dates={"start": "2025-11-01T00:00:00Z", "end": "2025-12-01T00:00:00Z"},
     metric_aggregates=QUERY,
     legacy_v1_campaigns=True,
+    conversion_metric="Placed Order",
 )
 NEED_SETTINGS = {
     "events_custom_dates": "`events_custom_dates`",
@@ -93,10 +102,16 @@ def test_spec_is_served_from_the_package():
 
 
 def test_with_only_a_key_discover_offers_just_the_streams_that_need_nothing_more(api):
-    assert set(discovered(config())) == set(EXPECTED) - set(NEED_SETTINGS)
+    api.get(url("metrics"), json={"data": [{**METRIC, "attributes": {"name": "Viewed Product"}}], "links": {}})
+    assert set(discovered(config())) == set(EXPECTED) - set(NEED_SETTINGS) - COUNTING_CONVERSIONS
     for stream, setting in NEED_SETTINGS.items():
         others = {name: value for name, value in EVERYTHING.items() if setting.strip("`") != name}
         assert stream not in discovered(others), f"{stream} needs {setting}"
+
+
+def test_campaign_and_flow_reports_are_offered_once_the_account_has_a_placed_order_metric(api):
+    api.get(url("metrics"), json={"data": [METRIC], "links": {}})
+    assert COUNTING_CONVERSIONS <= set(discovered(config()))
 
 
 @pytest.mark.parametrize("stream", NEED_SETTINGS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from integration_tests.klaviyo_sim.contract import request_contract
-from source_klaviyo.endpoints import ENDPOINTS, REVISIONS
+from source_klaviyo.endpoints import ENDPOINTS, POST_ENDPOINTS, REVISIONS
 
 CASES = [(revision, name) for revision in REVISIONS for name in ENDPOINTS[revision]]
 
@@ -13,17 +13,20 @@ CASES = [(revision, name) for revision in REVISIONS for name in ENDPOINTS[revisi
 @pytest.mark.parametrize("revision, name", CASES)
 def test_endpoint_facts_match_the_spec(revision, name):
     facts = ENDPOINTS[revision][name]
-    method = "POST" if name == "metric-aggregates" else "GET"
+    method = "POST" if name in POST_ENDPOINTS else "GET"
     operation = request_contract(revision).operation(method, "/" + facts.path(revision))
 
     assert operation is not None, "the path is written as the revision writes it"
     assert sorted(operation.scopes) == sorted(facts.scopes)
     assert (operation.burst, operation.steady) == (facts.burst_per_second, facts.steady_per_minute)
     assert operation.query.get("page[size]", {}).get("maximum") == facts.max_page_size
+    assert operation.daily == (facts.per_day or 0)
 
 
-def test_both_revisions_cover_the_same_endpoints_but_forms_which_2023_10_15_does_not_have():
-    assert set(ENDPOINTS["2026-07-15"]) - set(ENDPOINTS["2023-10-15"]) == {"forms"}
+def test_both_revisions_cover_the_same_endpoints_but_forms_accounts_and_reports_which_2023_10_15_does_not_have():
+    assert set(ENDPOINTS["2026-07-15"]) - set(ENDPOINTS["2023-10-15"]) == {"forms", "accounts"} | {
+        name for name in POST_ENDPOINTS if name.endswith("-reports")
+    }
     assert set(ENDPOINTS["2023-10-15"]) <= set(ENDPOINTS["2026-07-15"])
 
 

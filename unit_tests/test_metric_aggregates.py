@@ -1,17 +1,20 @@
-"""metric_aggregates: the query checked up front, tidy rows, year-long windows stitched, page cursors followed."""
+"""metric_aggregates: the query checked up front, tidy rows, year-long windows stitched, page cursors followed,
+relative ranges resolved on the injected clock, incremental re-reads of the last intervals."""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 from airbyte_cdk.models import FailureType, SyncMode
+from airbyte_cdk.test.state_builder import StateBuilder
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_klaviyo.aggregate_query import DIMENSIONS
 from source_klaviyo.config import parse_config
-from unit_tests.klaviyo_mock import NOW, config, error_body, run_read, url
+from unit_tests.klaviyo_mock import NOW, config, error_body, run_read, stream_state, url
 
 START, END = "2024-01-01T00:00:00", "2025-07-01T00:00:00"
 
@@ -26,6 +29,14 @@ def query(**attributes):
         "timezone": "UTC",
     }
     return {"data": {"type": "metric-aggregate", "attributes": {**base, **attributes}}}
+
+
+SEED_FLOW_FILTER = 'not(equals($attributed_flow,""))'
+
+
+def rolling(**extra):
+    """A query over a relative range: no datetime terms in `filter`, the seed's extra term kept."""
+    return {**extra, **query(interval="day", timezone="America/New_York", filter=[SEED_FLOW_FILTER])}
 
 
 def months(start: datetime, end: datetime) -> list[str]:
@@ -178,6 +189,14 @@ def test_selecting_metric_aggregates_without_a_query_is_a_config_error(api):
         (query(timezone="Mars/Olympus"), "IANA timezone"),
         (query(page_cursor="x"), "not supported"),
         ([{"name": "a", **query()}, {"name": "a", **query()}], "own name"),
+        (rolling(timeframe="last_2_days"), "unknown timeframe ['last_2_days']; allowed: today, yesterday"),
+        (rolling(days_back=0), "days_back as a whole number of days from 1 to 1825"),
+        (rolling(days_back=1826), "from 1 to 1825"),
+        (rolling(days_back=True), "from 1 to 1825"),
+        (rolling(days_back=3, timeframe="today"), "either timeframe or days_back"),
+        ({"timeframe": "today", **query()}, "leave datetime terms out of filter"),
+        (rolling(timeframe="today", reread_intervals=0), "reread_intervals as a whole number from 1 to 366"),
+        (query(filter=[SEED_FLOW_FILTER]), '"timeframe" (e.g. "last_30_days") or "days_back"'),
     ],
 )
 def test_a_bad_query_is_a_config_error_that_says_what_is_wrong(value, words):
@@ -209,3 +228,146 @@ def _by_enum(document, schema_name):
     data = resolve(resolve(schemas[schema_name])["properties"]["data"])
     attributes = resolve(data["properties"]["attributes"])
     return resolve(attributes["properties"]["by"])["items"]["enum"]
+
+
+def serve_days(api):
+    """Daily buckets of the requested range in the query's timezone; flow A counts the day of the month."""
+
+    def respond(request, context):
+        attributes = request.json()["data"]["attributes"]
+        bounds = {term.split("(")[0]: term.split(",", 1)[1].rstrip(")") for term in attributes["filter"][:2]}
+        zone = ZoneInfo(attributes["timezone"])
+        day, end = datetime.fromisoformat(bounds["greater-or-equal"]), datetime.fromisoformat(bounds["less-than"])
+        dates = []
+        while day < end:
+            dates.append(day.isoformat())
+            day = datetime.combine(day.date() + timedelta(days=1), day.time(), tzinfo=zone)
+        values = {"sum_value": [0.0] * len(dates), "count": [float(d[8:10]) for d in dates]}
+        return {
+            "data": {
+                "type": "metric-aggregate",
+                "id": "q",
+                "attributes": {"dates": dates, "data": [{"dimensions": ["FLOW_A"], "measurements": values}]},
+            }
+        }
+
+    api.post(url("metric-aggregates"), json=respond)
+
+
+def read_windows(api):
+    """The [greater-or-equal, less-than] terms of each data request (the probe, first, left out)."""
+    bodies = [request.json()["data"]["attributes"] for request in api.request_history if request.method == "POST"]
+    return [[term.split(",", 1)[1].rstrip(")") for term in body["filter"][:2]] for body in bodies[1:]]
+
+
+@pytest.mark.parametrize(
+    "relative, interval, zone, start, end",
+    [
+        # NOW is 2026-11-28 01:00 in Auckland, 2026-11-27 07:00 in New York.
+        (
+            {"timeframe": "last_7_days"},
+            "day",
+            "Pacific/Auckland",
+            "2026-11-21T00:00:00+13:00",
+            "2026-11-28T00:00:00+13:00",
+        ),
+        (
+            {"timeframe": "yesterday"},
+            "day",
+            "America/Los_Angeles",
+            "2026-11-26T00:00:00-08:00",
+            "2026-11-27T00:00:00-08:00",
+        ),
+        (
+            {"timeframe": "last_month"},
+            "month",
+            "Pacific/Auckland",
+            "2026-10-01T00:00:00+13:00",
+            "2026-11-01T00:00:00+13:00",
+        ),
+        # this_* and days_back end with the interval holding now; a range is widened to whole weeks.
+        (
+            {"timeframe": "this_month"},
+            "week",
+            "Pacific/Auckland",
+            "2026-10-26T00:00:00+13:00",
+            "2026-11-30T00:00:00+13:00",
+        ),
+        (
+            {"timeframe": "this_year"},
+            "month",
+            "America/New_York",
+            "2026-01-01T00:00:00-05:00",
+            "2026-12-01T00:00:00-05:00",
+        ),
+        ({"days_back": 3}, "hour", "America/New_York", "2026-11-24T00:00:00-05:00", "2026-11-27T08:00:00-05:00"),
+    ],
+)
+def test_a_relative_range_is_resolved_on_the_clock_in_the_query_timezone(relative, interval, zone, start, end):
+    body = {**relative, **query(interval=interval, timezone=zone, filter=[SEED_FLOW_FILTER])}
+    (parsed,) = parse_config(config(metric_aggregates=body), NOW).metric_aggregates
+    assert (parsed.start.isoformat(), parsed.end.isoformat()) == (start, end)
+    assert parsed.other_filters == (SEED_FLOW_FILTER,)
+
+
+def test_the_seed_filter_is_sent_as_given_next_to_the_datetime_range(api):
+    serve_days(api)
+    filters = [f"greater-or-equal(datetime,{START})", "less-than(datetime,2024-01-03T00:00:00)", SEED_FLOW_FILTER]
+    seed = query(measurements=["sum_value", "count"], interval="day", filter=filters)
+    read_aggregates(api, config(metric_aggregates=seed))
+
+    sent = [request.json()["data"]["attributes"]["filter"] for request in api.request_history]
+    assert sent[-1] == [
+        "greater-or-equal(datetime,2024-01-01T00:00:00+00:00)",
+        "less-than(datetime,2024-01-03T00:00:00+00:00)",
+        SEED_FLOW_FILTER,
+    ]
+
+
+def test_an_incremental_sync_rereads_the_last_intervals_and_keeps_the_ids(api):
+    settings = config(metric_aggregates=rolling(days_back=10, reread_intervals=2))
+    serve_days(api)
+    first = run_read(settings, {"metric_aggregates": SyncMode.incremental})
+    assert read_windows(api) == [["2026-11-17T00:00:00-05:00", "2026-11-28T00:00:00-05:00"]], "no state: all of it"
+    state = stream_state(first, "metric_aggregates")
+    assert state == {"states": [{"partition": {"query_name": "default"}, "cursor": {"date": "2026-11-27T05:00:00Z"}}]}
+
+    api.reset_mock()
+    serve_days(api)
+    day_later = NOW + timedelta(days=1)
+    second = run_read(
+        settings,
+        {"metric_aggregates": SyncMode.incremental},
+        StateBuilder().with_stream_state("metric_aggregates", state).build(),
+        now=day_later,
+    )
+    assert read_windows(api) == [["2026-11-26T00:00:00-05:00", "2026-11-29T00:00:00-05:00"]], (
+        "the last two days read before, and the new one"
+    )
+    ids = {row["date"]: row["id"] for row in (r.record.data for r in first.records)}
+    again = {row["date"]: row["id"] for row in (r.record.data for r in second.records)}
+    assert sorted(again) == ["2026-11-26T00:00:00-05:00", "2026-11-27T00:00:00-05:00", "2026-11-28T00:00:00-05:00"]
+    assert all(again[date] == ids[date] for date in sorted(again)[:2]), "a relative range keeps its ids"
+    assert stream_state(second, "metric_aggregates")["states"][0]["cursor"] == {"date": "2026-11-28T05:00:00Z"}
+
+    api.reset_mock()
+    serve_days(api)
+    run_read(
+        settings,
+        {"metric_aggregates": SyncMode.full_refresh},
+        StateBuilder().with_stream_state("metric_aggregates", state).build(),
+        now=day_later,
+    )
+    assert read_windows(api) == [["2026-11-18T00:00:00-05:00", "2026-11-29T00:00:00-05:00"]], "full refresh: all"
+
+
+def test_a_state_never_takes_a_sync_before_the_query_range(api):
+    """A state from before a relative range moved on: the range's start bounds the re-read."""
+    serve_days(api)
+    old = {"states": [{"partition": {"query_name": "default"}, "cursor": {"date": "2026-10-01T04:00:00Z"}}]}
+    run_read(
+        config(metric_aggregates=rolling(timeframe="last_7_days")),
+        {"metric_aggregates": SyncMode.incremental},
+        StateBuilder().with_stream_state("metric_aggregates", old).build(),
+    )
+    assert read_windows(api) == [["2026-11-20T00:00:00-05:00", "2026-11-27T00:00:00-05:00"]]

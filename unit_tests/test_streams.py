@@ -11,7 +11,7 @@ from airbyte_cdk.models import SyncMode
 from jsonschema import Draft7Validator
 
 from source_klaviyo.endpoints import endpoint
-from source_klaviyo.streams import STREAM_CLASSES, ChildStream
+from source_klaviyo.streams import STREAM_CLASSES, ChildStream, ReportStream
 from unit_tests.klaviyo_mock import (
     API_KEY,
     METRIC,
@@ -33,7 +33,11 @@ REVISIONS = ["2026-07-15", "2023-10-15"]
 # The streams that read one JSON:API collection as it is (campaigns_v1, metric_aggregates, per-parent streams and
 # exclusions have tests of their own).
 OWN_TESTS = ("campaigns_v1", "metric_aggregates", "global_exclusions", "list_exclusions")
-COLLECTIONS = [cls for cls in STREAM_CLASSES if cls.name not in OWN_TESTS and not issubclass(cls, ChildStream)]
+COLLECTIONS = [
+    cls
+    for cls in STREAM_CLASSES
+    if cls.name not in OWN_TESTS and not issubclass(cls, (ChildStream, ReportStream))  # reports: test_reports.py
+]
 ENDPOINT_OF = {cls.name: cls.endpoint_name for cls in COLLECTIONS}
 INCREMENTAL = ["templates", "lists", "segments", "profiles", "events", "forms"]
 # Streams a revision does not offer.

@@ -16,7 +16,9 @@ from integration_tests.klaviyo_sim.server import FULL_ACCESS_KEY, Faults, Simula
 
 def _kind(item) -> type:
     """A dataclass field's type (the annotations are strings under `from __future__ import annotations`)."""
-    return item.type if isinstance(item.type, type) else {"float": float, "bool": bool, "int": int}[item.type]
+    return (
+        item.type if isinstance(item.type, type) else {"float": float, "bool": bool, "int": int, "str": str}[item.type]
+    )
 
 
 def arguments() -> argparse.Namespace:

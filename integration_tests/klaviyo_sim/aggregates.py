@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
@@ -9,9 +10,11 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from integration_tests.klaviyo_sim.contract import Violation, parse_datetime, parse_filter
-from integration_tests.klaviyo_sim.data import Events
+from integration_tests.klaviyo_sim.data import Events, Record
+from integration_tests.klaviyo_sim.query import Term, matches, terms_of
 
 MAX_RANGE = timedelta(days=366)
+_NEGATED = re.compile(r"\s*not\((.*)\)\s*")
 
 
 def bucket_start(moment: datetime, interval: str) -> datetime:
@@ -60,6 +63,21 @@ def query_range(filters: list[str], zone: ZoneInfo) -> tuple[datetime, datetime]
     return start, end
 
 
+def property_filters(filters: list[str]) -> list[tuple[bool, list[Term]]] | Violation:
+    """The filter's terms on event properties (the datetime range aside) as (negated, terms): an event
+    counts when it matches every plain group and no `not(...)` one; a missing property is ""."""
+    groups = []
+    for expression in filters:
+        negated = _NEGATED.fullmatch(expression)
+        try:
+            terms = [term for term in terms_of(negated.group(1) if negated else expression) if term[1] != "datetime"]
+        except ValueError as error:
+            return Violation(f"Invalid filter: {error}.", "filter")
+        if terms:
+            groups.append((negated is not None, terms))
+    return groups
+
+
 def aggregate(events: Events, visible_until: int, attributes: Mapping[str, Any]) -> dict[str, Any] | Violation:
     """Klaviyo's response attributes {dates, data} plus the rows' total (for paging by the caller)."""
     try:
@@ -70,6 +88,10 @@ def aggregate(events: Events, visible_until: int, attributes: Mapping[str, Any])
     if isinstance(bounds, Violation):
         return bounds
     start, end = bounds
+    groups = property_filters(list(attributes["filter"]))
+    if isinstance(groups, Violation):
+        return groups
+    filtered = sorted({term[1] for _, terms in groups for term in terms})
     interval = attributes.get("interval") or "day"
     dates: list[datetime] = []
     cursor = bucket_start(start.astimezone(zone), interval)
@@ -97,10 +119,14 @@ def aggregate(events: Events, visible_until: int, attributes: Mapping[str, Any])
         if index >= last:
             break
         record = events.record(index)
+        properties = record.attributes["event_properties"]
+        if groups:
+            values = Record("", {field: properties.get(field, "") for field in filtered})
+            if any(matches(values, terms) is negated for negated, terms in groups):
+                continue
         slot = position[
             bucket_start(datetime.fromtimestamp(record.times["datetime"], timezone.utc).astimezone(zone), interval)
         ]
-        properties = record.attributes["event_properties"]
         key = tuple(str(properties.get(dimension, "")) for dimension in dimensions)
         counts[key][slot] += 1
         sums[key][slot] += float(properties.get("$value", 0) or 0)

@@ -83,16 +83,18 @@ def parse_filter(expression: str) -> list[tuple[str, str, str]]:
 
 
 def split_top_level(text: str) -> list[str]:
-    """Split on commas outside quotes, parentheses and brackets."""
-    parts, depth, quoted, start = [], 0, False, 0
+    """Split on commas outside quotes (single or double, as Klaviyo takes strings), parentheses and brackets."""
+    parts, depth, quote, start = [], 0, "", 0
     for index, char in enumerate(text):
-        if char == "'":
-            quoted = not quoted
-        elif not quoted and char in "([":
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "([":
             depth += 1
-        elif not quoted and char in ")]":
+        elif char in ")]":
             depth -= 1
-        elif char == "," and depth == 0 and not quoted:
+        elif char == "," and depth == 0:
             parts.append(text[start:index])
             start = index + 1
     parts.append(text[start:])
@@ -113,6 +115,7 @@ class Operation:
         limits = operation.get("x-klaviyo-ratelimit", {})
         self.burst = int(limits.get("burst", "0/s").split("/")[0])
         self.steady = int(limits.get("steady", "0/m").split("/")[0])
+        self.daily = int(limits.get("daily", "0/d").split("/")[0])  # the Reporting API's requests a day
         self.description = operation.get("description", "")
         # The tier the description gives when additional-fields[profile]=predictive_analytics is asked.
         predictive = _PREDICTIVE.search(self.description)

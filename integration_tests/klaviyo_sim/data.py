@@ -174,6 +174,7 @@ class Sizes:
     member_share: float = 0.2  # share of all profiles in each list and each segment
     suppressed_share: float = 0.1  # share of profiles with a global email suppression
     list_suppressed_share: float = 0.05  # share of profiles suppressed from 1-2 lists
+    timezone: str = "America/New_York"  # the account's IANA timezone: reports count its local days
 
 
 @dataclass

@@ -20,11 +20,11 @@ Term = tuple[str, str, Any]
 
 
 def literal(text: str) -> Any:
-    """A filter value: 'quoted', true/false, null, a number, a datetime (as epoch seconds) or ['a','b']."""
+    """A filter value: 'quoted' or "quoted", true/false, null, a number, a datetime (as epoch seconds) or ['a','b']."""
     text = text.strip()
     if text.startswith("[") and text.endswith("]"):
         return [literal(part) for part in split_top_level(text[1:-1]) if part.strip()]
-    if len(text) >= 2 and text[0] == text[-1] == "'":
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
         return text[1:-1]
     if text in ("true", "false"):
         return text == "true"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from integration_tests.klaviyo_sim.data import Record
+from integration_tests.klaviyo_sim.data import Dataset, Record, make_id
 
 CURRENT, RETIRED = "2026-07-15", "2023-10-15"
 
@@ -160,6 +160,38 @@ def _relationship(
     if revision == CURRENT and not included and name not in LINKAGE_ALWAYS:
         return {"links": links}
     return {"data": [{"type": related_type, "id": related_id} for related_id in ids], "links": links}
+
+
+def render_account(dataset: Dataset, base: str) -> dict[str, Any]:
+    """The account every key belongs to; its timezone is the one reports count local days in."""
+    account_id = make_id(60, 0, dataset.seed)
+    return {
+        "type": "account",
+        "id": account_id,
+        "attributes": {
+            "test_account": False,
+            "contact_information": {
+                "default_sender_name": "Example",
+                "default_sender_email": "news@example.com",
+                "website_url": "https://shop.example.com",
+                "organization_name": "Example Corp",
+                "street_address": {
+                    "address1": "1 Main St",
+                    "address2": None,
+                    "city": "Boston",
+                    "region": "MA",
+                    "country": "US",
+                    "zip": "02110",
+                },
+            },
+            "industry": "Retail",
+            "timezone": dataset.sizes.timezone,
+            "preferred_currency": "USD",
+            "public_api_key": f"Sim{account_id}",
+            "locale": "en-US",
+        },
+        "links": {"self": f"{base}/api/accounts/{account_id}/"},
+    }
 
 
 def render_attribution(event: Record, base: str) -> dict[str, Any]:

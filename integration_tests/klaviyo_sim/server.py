@@ -16,6 +16,7 @@ import socket
 import struct
 import threading
 import time
+import zlib
 from collections import Counter, OrderedDict, deque
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -26,8 +27,9 @@ import orjson
 from integration_tests.klaviyo_sim import resources
 from integration_tests.klaviyo_sim.aggregates import aggregate, page_of
 from integration_tests.klaviyo_sim.contract import Operation, Violation, request_contract
-from integration_tests.klaviyo_sim.data import Dataset, Record, iso
+from integration_tests.klaviyo_sim.data import DAY, Dataset, Record, iso
 from integration_tests.klaviyo_sim.query import COMPARE, decode_cursor, encode_cursor, matches, select, terms_of
+from integration_tests.klaviyo_sim.reports import report
 
 REVISIONS = (resources.CURRENT, resources.RETIRED)
 FULL_ACCESS_KEY = "pk_sim_full_access_0123456789abcdef"
@@ -43,6 +45,7 @@ REASONS = {
 }
 READ_SCOPES = frozenset(
     {
+        "accounts:read",
         "campaigns:read",
         "templates:read",
         "profiles:read",
@@ -79,6 +82,7 @@ FIXED_PAGE_SIZES: dict[str, int | None] = {
 }
 # Collections Klaviyo lists without their archived records unless the filter says equals(archived,true).
 ARCHIVABLE = ("campaigns", "flows")
+REPORT_PAGE = 100  # results per page of a paged report
 SUPPRESSION = "subscriptions.email.marketing.suppression."
 LIST_SUPPRESSION = "subscriptions.email.marketing.list_suppressions."
 
@@ -170,10 +174,14 @@ class Answer:
 
 
 class Simulator:
-    def __init__(self, dataset: Dataset, faults: Faults | None = None) -> None:
+    def __init__(self, dataset: Dataset, faults: Faults | None = None, daily_cap: int = 225) -> None:
         self.dataset = dataset
         self.faults = faults or Faults()
         self.limiter = RateLimiter(self.faults)
+        # Requests a day each Reporting API operation answers (the spec's 225/d unless set); 200s count.
+        self.daily_cap = daily_cap
+        self.daily_used: Counter[str] = Counter()
+        self._quota_day: int | None = None  # the UTC day (by the limiter's clock) daily_used counts
         self.random = random.Random(self.faults.fault_seed)
         self.stats: Counter[str] = Counter()
         # (method, path, query, body) of the latest API requests, for tests to inspect.
@@ -321,6 +329,10 @@ class Simulator:
             return Answer(
                 403, _error(403, "permission_denied", "You do not have permission to perform this action.", detail)
             )
+        if operation.daily:
+            refused = self._daily_quota(operation.operation_id)
+            if refused:
+                return refused
         params = dict(query)
         burst, steady = operation.burst, operation.steady
         bucket: tuple = (ACCOUNT, operation.operation_id)
@@ -346,10 +358,17 @@ class Simulator:
         parts = operation.path.strip("/").split("/")  # api, collection[, {id}, child collection]
         if parts[1] == "metric-aggregates":
             answer = self.metric_aggregates(parsed_body, revision, base, path)
+        elif parts[1] == "accounts":
+            account = resources.render_account(self.dataset, base)
+            answer = Answer(200, {"data": [account], "links": {"self": f"{base}{path}"}})
+        elif parts[1].endswith("-reports"):
+            answer = self.report(parts[1].removesuffix("-reports"), parsed_body, params, operation, base, path)
         elif len(parts) == 4:
             answer = self.collection(parts[3], revision, params, base, path, operation, (parts[1], variables["id"]))
         else:
             answer = self.collection(parts[1], revision, params, base, path, operation)
+        if operation.daily and answer.status == 200:
+            self.daily_used[operation.operation_id] += 1
         if limit and answer.status == 200:
             answer.headers.update(
                 {"RateLimit-Limit": str(limit), "RateLimit-Remaining": str(remaining), "RateLimit-Reset": "1"}
@@ -605,6 +624,54 @@ class Simulator:
         }
         return Answer(200, {"data": resource, "links": links})
 
+    def _daily_quota(self, operation_id: str) -> Answer | None:
+        """429 once the operation has answered daily_cap requests this UTC day (by the limiter's clock)."""
+        now = self.limiter.clock()
+        today = int(now // DAY)
+        if today != self._quota_day:
+            self._quota_day = today
+            self.daily_used.clear()
+        if self.daily_used[operation_id] < self.daily_cap:
+            return None
+        self.stats["throttled_daily"] += 1
+        wait = max(1, math.ceil((today + 1) * DAY - now))  # until the next UTC midnight
+        detail = (
+            f"Daily limit of {self.daily_cap} requests reached for {operation_id}. "
+            f"Expected available in {wait} seconds."
+        )
+        return Answer(429, _error(429, "throttled", "Request was throttled.", detail), {"Retry-After": str(wait)})
+
+    def next_day(self) -> None:
+        """Start a new quota day: every operation's daily count back to 0."""
+        self.daily_used.clear()
+
+    def report(
+        self, kind: str, body: dict, params: dict[str, str], operation: Operation, base: str, path: str
+    ) -> Answer:
+        """A Reporting API answer; operations whose spec takes page_cursor answer REPORT_PAGE results a page."""
+        attributes = body["data"]["attributes"]
+        computed = report(self.dataset, kind, attributes)
+        if isinstance(computed, Violation):
+            return Answer(computed.status, computed.body())
+        results, date_times = computed
+        links = {"self": f"{base}{path}" + (f"?{urlencode(params)}" if params else "")}
+        if "page_cursor" in operation.query:
+            paged = page_of(results, params.get("page_cursor"), REPORT_PAGE)
+            if isinstance(paged, Violation):
+                return Answer(paged.status, paged.body())
+            results, next_offset = paged
+            if next_offset is not None:
+                links["next"] = f"{base}{path}?{urlencode({**params, 'page_cursor': str(next_offset)})}"
+        report_attributes: dict[str, Any] = {"results": results}
+        if date_times is not None:
+            report_attributes["date_times"] = date_times
+        resource = {
+            "type": f"{kind}-report",
+            "id": f"{kind}-{zlib.crc32(orjson.dumps(attributes, option=orjson.OPT_SORT_KEYS)):08x}",
+            "attributes": report_attributes,
+        }
+        return Answer(200, {"data": resource, "links": links})
+
     def v1_campaigns(self, params: dict[str, str]) -> Answer:
         """The retired v1 API: api_key in the query, page/count paging, its own envelope."""
         if self.faults.v1_gone:
@@ -652,6 +719,15 @@ class Simulator:
         if path == "/__sim/faults" and method == "POST":
             self.faults.update(orjson.loads(body or b"{}"))
             return Answer(200, asdict(self.faults), content_type="application/json")
+        if path == "/__sim/daily-cap" and method == "POST":
+            try:
+                self.daily_cap = int(params["cap"])
+            except (KeyError, ValueError):
+                return Answer(400, {"detail": "expected ?cap=<requests a day>"}, content_type="application/json")
+            return Answer(200, {"daily_cap": self.daily_cap}, content_type="application/json")
+        if path == "/__sim/next-day" and method == "POST":
+            self.next_day()
+            return Answer(200, {"daily_cap": self.daily_cap, "daily_used": {}}, content_type="application/json")
         if path == "/__sim/reveal" and method == "POST":
             self.dataset.reveal()
             return Answer(200, {"visible_until": iso(self.dataset.visible_until)}, content_type="application/json")

@@ -16,6 +16,7 @@ from source_klaviyo.streams.events import Events, EventsCustomDates
 from source_klaviyo.streams.flows import FlowActions, FlowMessages, Flows
 from source_klaviyo.streams.metric_aggregates import MetricAggregates
 from source_klaviyo.streams.profiles import Profiles
+from source_klaviyo.streams.reports import REPORT_CLASSES, ReportContext, ReportStream
 from source_klaviyo.streams.resources import Forms, Metrics, TagGroups, Tags, Templates
 from source_klaviyo.streams.windowed import WindowedKlaviyoStream
 
@@ -47,6 +48,7 @@ STREAM_CLASSES = (
     CatalogItems,
     CatalogVariants,
     CatalogCategories,
+    *REPORT_CLASSES,
     MetricAggregates,
 )
 
@@ -60,5 +62,7 @@ __all__ = [
     "MetricAggregates",
     "Metrics",
     "Profiles",
+    "ReportContext",
+    "ReportStream",
     "WindowedKlaviyoStream",
 ]

@@ -88,7 +88,7 @@ class ParentCollection(KlaviyoStream):
 
     def __init__(
         self,
-        child: ChildStream,
+        child: KlaviyoStream,
         endpoint_name: str,
         partitions: Sequence[Sequence[str]] = ((),),
         included: tuple[str, ...] = (),
@@ -107,6 +107,13 @@ class ParentCollection(KlaviyoStream):
 
     def slice_filters(self, stream_slice: Mapping[str, Any] | None) -> list[str]:
         return list((stream_slice or {}).get("filters", ()))
+
+    def probe_request(self) -> Mapping[str, Any] | None:
+        """The first partition's first page, one record long (some collections require their filter)."""
+        request = dict(super().probe_request() or {})
+        filters = self.slice_filters(next(iter(self.stream_slices())))
+        request["params"] = {**request["params"], **({"filter": ",".join(filters)} if filters else {})}
+        return request
 
     def all_records(self) -> Iterator[Mapping[str, Any]]:
         for stream_slice in self.stream_slices():

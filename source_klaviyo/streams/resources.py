@@ -36,3 +36,10 @@ class Forms(IncrementalKlaviyoStream):
     name = "forms"
     endpoint_name = "forms"
     cursor_field = "updated_at"
+
+
+class Accounts(KlaviyoStream):
+    """The key's account, whose timezone dates the reports: read by the source, not offered as a stream."""
+
+    name = "accounts"
+    endpoint_name = "accounts"

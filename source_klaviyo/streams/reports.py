@@ -1,0 +1,381 @@
+"""The Reporting API's streams: Klaviyo's own numbers per campaign, flow, form and segment, as its UI shows them.
+
+Each stream POSTs one report query per period (report_dates.py) in the
+account's timezone, asking for every statistic the revision offers and no
+filter, so one request answers for every campaign, flow, form or segment of the
+period (an `any()` filter of 100 ids would only cost more requests). A row's id
+hashes the report, its groupings, its date and the conversion metric, so the
+re-read of the last `reporting_lookback_days` replaces rows rather than adding
+them. The endpoints allow 1 request a second, 2 a minute and 225 a day: the
+budget keeps the first two, the stream's state counts the day's requests
+(state.ReportCursor), and a stream whose day is spent, or that Klaviyo answers
+with its daily 429, ends successfully with a warning and goes on next sync.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, ClassVar
+from zoneinfo import ZoneInfo
+
+import orjson
+import requests
+from airbyte_cdk.models import SyncMode
+from airbyte_cdk.sources.streams.http.error_handlers import ErrorResolution, ResponseAction
+
+from source_klaviyo.clock import KLAVIYO_EPOCH
+from source_klaviyo.errors import KlaviyoErrorHandler, json_body
+from source_klaviyo.report_dates import Period, first_day, local_midnight, periods
+from source_klaviyo.state import ReportCursor
+from source_klaviyo.streams.base import JSON_API, KlaviyoStream
+from source_klaviyo.streams.children import ParentCollection, archived_and_not
+
+MESSAGE_STATISTICS = (
+    "average_order_value", "bounce_rate", "bounced", "bounced_or_failed", "bounced_or_failed_rate", "click_rate",
+    "click_to_open_rate", "clicks", "clicks_unique", "conversion_rate", "conversion_uniques", "conversion_value",
+    "conversions", "delivered", "delivery_rate", "failed", "failed_rate", "message_segment_count_sum", "open_rate",
+    "opens", "opens_unique", "recipients", "revenue_per_recipient", "spam_complaint_rate", "spam_complaints",
+    "text_message_credit_usage_amount", "text_message_roi", "text_message_spend", "unsubscribe_rate",
+    "unsubscribe_uniques", "unsubscribes",
+)  # fmt: skip
+FORM_STATISTICS = (
+    "closed_form", "closed_form_uniques", "qualified_form", "qualified_form_uniques", "submit_rate", "submits",
+    "submitted_form_step", "submitted_form_step_uniques", "viewed_form", "viewed_form_step",
+    "viewed_form_step_uniques", "viewed_form_uniques",
+)  # fmt: skip
+SEGMENT_STATISTICS = ("members_added", "members_removed", "net_members_changed", "total_members")
+# A 429 asking to wait longer than the steady window is Klaviyo's daily limit, not a burst to sit out.
+DAILY_LIMIT_RETRY_AFTER = 60
+# The metrics whose events are message sends (what makes an empty campaign or flow report suspicious).
+SENT_METRICS = ("Received Email", "Received SMS", "Received Push")
+
+
+@dataclass(frozen=True)
+class ReportContext:
+    """What every report of a read needs from the account: its timezone and, for campaign and flow reports,
+    the conversion metric and the metrics of sent messages."""
+
+    timezone: ZoneInfo
+    conversion_metric_id: str | None = None
+    sent_metric_ids: tuple[str, ...] = ()
+
+
+class QuotaExhausted(Exception):
+    """Klaviyo answered with its daily limit (a 429 whose Retry-After outlasts the minute)."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"retry after {retry_after:.0f} s")
+        self.retry_after = retry_after
+
+
+class ReportErrorHandler(KlaviyoErrorHandler):
+    """Lets the daily 429 through, so the stream stops with its rows and state instead of waiting a day."""
+
+    def interpret_response(self, response_or_exception: Any = None) -> ErrorResolution:
+        if isinstance(response_or_exception, requests.Response) and daily_limit_reached(response_or_exception):
+            return ErrorResolution(ResponseAction.IGNORE, None, f"{self._stream_name}: Klaviyo's daily limit")
+        return super().interpret_response(response_or_exception)
+
+
+def retry_after(response: requests.Response) -> float:
+    try:
+        return float(response.headers.get("Retry-After", "0"))
+    except ValueError:
+        return 0.0
+
+
+def daily_limit_reached(response: requests.Response) -> bool:
+    return response.status_code == 429 and retry_after(response) > DAILY_LIMIT_RETRY_AFTER
+
+
+class ReportStream(KlaviyoStream):
+    """One report of the Reporting API, incremental on its date with a re-read window."""
+
+    http_method = "POST"
+    generated_schema = False
+    kind: ClassVar[str]  # campaign, flow, form or segment
+    series: ClassVar[bool]
+    statistics: ClassVar[tuple[str, ...]]
+    groupings: ClassVar[tuple[str, ...]]  # the report's default group_by, the row's identifying columns
+    # The day (in the account's timezone) Klaviyo's data for the report starts (segment reports: 2023-06-01).
+    data_starts: ClassVar[date] = KLAVIYO_EPOCH.date()
+    context: ReportContext | None = None  # set by the source before a read
+    cursor: ReportCursor | None = None  # set by the source before a read
+
+    @property
+    def cursor_field(self) -> str:  # type: ignore[override]
+        return "date" if self.series else "start"
+
+    @classmethod
+    def needs_conversion_metric(cls) -> bool:
+        return cls.kind in ("campaign", "flow")
+
+    def columns(self) -> tuple[str, ...]:
+        return self.groupings
+
+    def get_json_schema(self) -> Mapping[str, Any]:
+        text = {"type": ["null", "string"]}
+        properties: dict[str, Any] = {"id": {"type": "string"}, "timezone": text}
+        if self.series:
+            properties.update(date={**text, "format": "date-time"}, interval=text)
+        else:
+            properties.update(start={**text, "format": "date-time"}, end={**text, "format": "date-time"})
+        if self.needs_conversion_metric():
+            properties["conversion_metric_id"] = text
+        properties.update({column: text for column in self.columns()})
+        properties.update({statistic: {"type": ["null", "number"]} for statistic in self.statistics})
+        return {"$schema": "http://json-schema.org/draft-07/schema#", "type": "object", "properties": properties}
+
+    def request_headers(self, **kwargs: Any) -> Mapping[str, str]:
+        return {**super().request_headers(**kwargs), "Content-Type": JSON_API}
+
+    def get_error_handler(self) -> KlaviyoErrorHandler:
+        return ReportErrorHandler(
+            self.logger, self.name, self.scope, self._config.revision, self._retry_budget, **self.error_overrides()
+        )
+
+    # The collection whose scope the report needs (and the filter that collection requires).
+    collection: ClassVar[tuple[str, tuple[str, ...]]]
+
+    def probe(self) -> int | None:
+        """Every report request spends the day's quota, so the probe reads a page of the report's collection,
+        which needs the same scope; the account (`accounts:read`, for its timezone) is probed once by the source."""
+        name, filters = self.collection
+        return ParentCollection(self, name, [filters]).probe()
+
+    def body(self, period: Period) -> dict[str, Any]:
+        attributes: dict[str, Any] = {"statistics": list(self.statistics), "timeframe": period.timeframe()}
+        if self.series:
+            attributes["interval"] = "daily"
+        if self.needs_conversion_metric():
+            attributes["conversion_metric_id"] = self.context.conversion_metric_id
+        if self.columns() != self.groupings:
+            attributes["group_by"] = list(self.columns())
+        return {"data": {"type": self.endpoint_name.removesuffix("s"), "attributes": attributes}}
+
+    def read_records(
+        self,
+        sync_mode: SyncMode,
+        cursor_field: list[str] | None = None,
+        stream_slice: Mapping[str, Any] | None = None,
+        stream_state: Mapping[str, Any] | None = None,
+    ) -> Iterable[Mapping[str, Any]]:
+        """Period after period, oldest first, each period's state right after its rows; no read slot is held,
+        since the endpoint's 2 requests a minute, not the read's workers, set the pace."""
+        zone = self.context.timezone
+        resume = self.cursor.resume_from(timedelta(days=self._config.reporting_lookback_days))
+        start = first_day(resume or self.window_start or KLAVIYO_EPOCH, zone, yearly=not self.series)
+        start = max(start, local_midnight(self.data_starts, zone))
+        plan = list(periods(start, self._now, zone, yearly=not self.series))
+        for index, period in enumerate(plan):
+            try:
+                rows = list(self._report(period))
+            except QuotaExhausted as limit:
+                self._stop(plan[index:], self._now + timedelta(seconds=limit.retry_after), "Klaviyo's daily limit")
+                return
+            if not rows:
+                self._warn_if_sent(period)
+            yield from rows
+            self.cursor.advance(period.end, finished=index == len(plan) - 1)
+
+    def _report(self, period: Period) -> Iterator[MutableMapping[str, Any]]:
+        url: str | None = self._join_url(self.url_base, self.path())
+        while url:
+            if self.cursor.spent >= self._endpoint.per_day:
+                raise QuotaExhausted(seconds_to_next_utc_day(self._now))
+            with self.retries_explained():
+                _, response = self._http_client.send_request(
+                    "POST",
+                    url,
+                    request_kwargs=self.request_kwargs(),
+                    headers=self.request_headers(),
+                    data=orjson.dumps(self.body(period)),
+                )
+            if daily_limit_reached(response):
+                raise QuotaExhausted(retry_after(response))
+            self.cursor.spend()
+            yield from self.rows(json_body(response), period)
+            url = (self.next_page_token(response) or {}).get("next")
+
+    def rows(self, document: Mapping[str, Any], period: Period) -> Iterator[MutableMapping[str, Any]]:
+        attributes = document["data"]["attributes"]
+        zone = self.context.timezone
+        common: dict[str, Any] = {"timezone": zone.key}
+        if self.needs_conversion_metric():
+            common["conversion_metric_id"] = self.context.conversion_metric_id
+        for result in attributes["results"]:
+            groupings = {column: result["groupings"].get(column) for column in self.columns()}
+            statistics = result.get("statistics") or {}
+            if not self.series:
+                yield self._row(
+                    groupings, common, statistics, start=period.start.isoformat(), end=period.end.isoformat()
+                )
+                continue
+            for index, moment in enumerate(attributes["date_times"]):
+                local = datetime.fromisoformat(moment).astimezone(zone).isoformat()
+                values = {name: _at(series, index) for name, series in statistics.items()}
+                yield self._row(groupings, common, values, date=local, interval="daily")
+
+    def _row(
+        self, groupings: Mapping[str, Any], common: Mapping[str, Any], statistics: Mapping[str, Any], **when: str
+    ) -> MutableMapping[str, Any]:
+        moment = when.get("date") or when["start"]
+        key = [
+            self.name,
+            self.context.conversion_metric_id or "",
+            orjson.dumps(groupings, option=orjson.OPT_SORT_KEYS).decode(),
+            moment,
+        ]
+        row: MutableMapping[str, Any] = {"id": hashlib.sha256("\x1f".join(key).encode()).hexdigest()[:32]}
+        row.update(when)
+        row.update(common)
+        row.update(groupings)
+        row.update({name: statistics.get(name) for name in self.statistics})
+        return row
+
+    def _stop(self, left: list[Period], resume_at: datetime, why: str) -> None:
+        self.cursor.stopped(left[0].start)
+        self.logger.warning(
+            f"Stream {self.name} stopped at {why} ({self._endpoint.per_day} requests a day to "
+            f"/api/{self.endpoint_name}, counted per UTC day): report dates from {left[0].start.isoformat()} to "
+            f"{left[-1].end.isoformat()} are left ({len(left)} request(s)). Every finished period and its state "
+            f"are saved; a sync after {resume_at.astimezone(timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')} goes on "
+            "from there."
+        )
+
+    def _warn_if_sent(self, period: Period) -> None:
+        """An empty answer for a period in which the account sent messages is worth a warning, not silence."""
+        if not self.needs_conversion_metric() or not self.sent_in(period):
+            return
+        self.logger.warning(
+            f"Klaviyo's {self.endpoint_name} answered no rows for {period}, although the account sent "
+            f"{'campaigns' if self.kind == 'campaign' else 'messages'} in that period. Klaviyo may still be "
+            "processing them: the next sync reads the period again while it is within `reporting_lookback_days`."
+        )
+
+    def sent_in(self, period: Period) -> bool:
+        """Whether the account sent messages in the period: a message-received event within it."""
+        window = [
+            f"greater-or-equal(datetime,{_utc(period.start)})",
+            f"less-than(datetime,{_utc(period.end)})",
+        ]
+        partitions = [[f"equals(metric_id,'{metric}')", *window] for metric in self.context.sent_metric_ids]
+        return _any_record(ParentCollection(self, "events", partitions))
+
+
+class CampaignValuesReports(ReportStream):
+    """Campaign messages by send date, one row per message and channel (and variation, when asked)."""
+
+    name = "campaign_values_reports"
+    endpoint_name = "campaign-values-reports"
+    kind = "campaign"
+    collection = ("campaigns", ("equals(messages.channel,'email')",))
+    series = False
+    statistics = MESSAGE_STATISTICS
+    groupings = ("campaign_id", "campaign_message_id", "send_channel")
+
+    def columns(self) -> tuple[str, ...]:
+        variation = ("variation", "variation_name") if self._config.campaign_reports_by_variation else ()
+        return (*self.groupings, *variation)
+
+    def sent_in(self, period: Period) -> bool:
+        """Whether a campaign (of any channel, archived or not) was scheduled to send in the period."""
+        window = [
+            f"greater-or-equal(scheduled_at,{_utc(period.start)})",
+            f"less-than(scheduled_at,{_utc(period.end)})",
+        ]
+        partitions = [
+            partition
+            for channel in ("email", "sms", "mobile_push")
+            for partition in archived_and_not(f"equals(messages.channel,'{channel}')", *window)
+        ]
+        return _any_record(ParentCollection(self, "campaigns", partitions))
+
+
+class FlowReport(ReportStream):
+    kind = "flow"
+    collection = ("flows", ())
+    statistics = MESSAGE_STATISTICS
+    groupings = ("flow_id", "flow_message_id", "send_channel")
+
+
+class FlowValuesReports(FlowReport):
+    name = "flow_values_reports"
+    endpoint_name = "flow-values-reports"
+    series = False
+
+
+class FlowSeriesReports(FlowReport):
+    name = "flow_series_reports"
+    endpoint_name = "flow-series-reports"
+    series = True
+
+
+class FormReport(ReportStream):
+    kind = "form"
+    collection = ("forms", ())
+    statistics = FORM_STATISTICS
+    groupings = ("form_id", "form_version_id")
+
+
+class FormValuesReports(FormReport):
+    name = "form_values_reports"
+    endpoint_name = "form-values-reports"
+    series = False
+
+
+class FormSeriesReports(FormReport):
+    name = "form_series_reports"
+    endpoint_name = "form-series-reports"
+    series = True
+
+
+class SegmentReport(ReportStream):
+    kind = "segment"
+    collection = ("segments", ())
+    statistics = SEGMENT_STATISTICS
+    groupings = ("segment_id",)
+    data_starts = date(2023, 6, 1)
+
+
+class SegmentValuesReports(SegmentReport):
+    name = "segment_values_reports"
+    endpoint_name = "segment-values-reports"
+    series = False
+
+
+class SegmentSeriesReports(SegmentReport):
+    name = "segment_series_reports"
+    endpoint_name = "segment-series-reports"
+    series = True
+
+
+REPORT_CLASSES = (
+    CampaignValuesReports,
+    FlowValuesReports,
+    FlowSeriesReports,
+    FormValuesReports,
+    FormSeriesReports,
+    SegmentValuesReports,
+    SegmentSeriesReports,
+)
+
+
+def seconds_to_next_utc_day(now: datetime) -> float:
+    tomorrow = datetime.combine(now.astimezone(timezone.utc).date() + timedelta(days=1), datetime.min.time())
+    return (tomorrow.replace(tzinfo=timezone.utc) - now).total_seconds()
+
+
+def _at(values: Any, index: int) -> Any:
+    return values[index] if isinstance(values, list) and index < len(values) else None
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _any_record(collection: ParentCollection) -> bool:
+    return next(iter(collection.all_records()), None) is not None
