@@ -175,7 +175,7 @@ def test_a_spent_day_ends_the_stream_successfully_with_its_finished_periods_and_
     final = stream_state(output, "flow_series_reports")
     assert final["quota"] == {"day": today, "spent": 225}
     assert final["unfinished_sync_end"] == final["date"] == bodies(api, "flow-series-reports")[0]["timeframe"]["end"]
-    assert "daily limit" in all_output(output) and "are left" in all_output(output)
+    assert "the day's quota" in all_output(output) and "are left" in all_output(output)
 
 
 def test_klaviyo_s_daily_429_ends_the_stream_successfully_and_the_next_sync_goes_on_from_there(api):

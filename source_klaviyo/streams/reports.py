@@ -26,7 +26,7 @@ import requests
 from airbyte_cdk.models import SyncMode
 from airbyte_cdk.sources.streams.http.error_handlers import ErrorResolution, ResponseAction
 
-from source_klaviyo.clock import KLAVIYO_EPOCH
+from source_klaviyo.clock import KLAVIYO_EPOCH, format_klaviyo_datetime
 from source_klaviyo.errors import KlaviyoErrorHandler, json_body
 from source_klaviyo.report_dates import Period, first_day, local_midnight, periods
 from source_klaviyo.state import ReportCursor
@@ -64,11 +64,11 @@ class ReportContext:
 
 
 class QuotaExhausted(Exception):
-    """Klaviyo answered with its daily limit (a 429 whose Retry-After outlasts the minute)."""
+    """The day's requests are spent: by this stream's own count, or as Klaviyo's daily 429 says."""
 
-    def __init__(self, retry_after: float) -> None:
-        super().__init__(f"retry after {retry_after:.0f} s")
-        self.retry_after = retry_after
+    def __init__(self, retry_after: float, why: str) -> None:
+        super().__init__(why)
+        self.retry_after, self.why = retry_after, why
 
 
 class ReportErrorHandler(KlaviyoErrorHandler):
@@ -100,6 +100,8 @@ class ReportStream(KlaviyoStream):
     series: ClassVar[bool]
     statistics: ClassVar[tuple[str, ...]]
     groupings: ClassVar[tuple[str, ...]]  # the report's default group_by, the row's identifying columns
+    # The collection whose scope the report needs (and the filter that collection requires).
+    collection: ClassVar[tuple[str, tuple[str, ...]]]
     # The day (in the account's timezone) Klaviyo's data for the report starts (segment reports: 2023-06-01).
     data_starts: ClassVar[date] = KLAVIYO_EPOCH.date()
     context: ReportContext | None = None  # set by the source before a read
@@ -137,9 +139,6 @@ class ReportStream(KlaviyoStream):
             self.logger, self.name, self.scope, self._config.revision, self._retry_budget, **self.error_overrides()
         )
 
-    # The collection whose scope the report needs (and the filter that collection requires).
-    collection: ClassVar[tuple[str, tuple[str, ...]]]
-
     def probe(self) -> int | None:
         """Every report request spends the day's quota, so the probe reads a page of the report's collection,
         which needs the same scope; the account (`accounts:read`, for its timezone) is probed once by the source."""
@@ -174,7 +173,7 @@ class ReportStream(KlaviyoStream):
             try:
                 rows = list(self._report(period))
             except QuotaExhausted as limit:
-                self._stop(plan[index:], self._now + timedelta(seconds=limit.retry_after), "Klaviyo's daily limit")
+                self._stop(plan[index:], self._now + timedelta(seconds=limit.retry_after), limit.why)
                 return
             if not rows:
                 self._warn_if_sent(period)
@@ -185,7 +184,7 @@ class ReportStream(KlaviyoStream):
         url: str | None = self._join_url(self.url_base, self.path())
         while url:
             if self.cursor.spent >= self._endpoint.per_day:
-                raise QuotaExhausted(seconds_to_next_utc_day(self._now))
+                raise QuotaExhausted(seconds_to_next_utc_day(self._now), "the day's quota, spent by today's syncs")
             with self.retries_explained():
                 _, response = self._http_client.send_request(
                     "POST",
@@ -195,7 +194,7 @@ class ReportStream(KlaviyoStream):
                     data=orjson.dumps(self.body(period)),
                 )
             if daily_limit_reached(response):
-                raise QuotaExhausted(retry_after(response))
+                raise QuotaExhausted(retry_after(response), "Klaviyo's daily limit (HTTP 429)")
             self.cursor.spend()
             yield from self.rows(json_body(response), period)
             url = (self.next_page_token(response) or {}).get("next")
@@ -239,10 +238,10 @@ class ReportStream(KlaviyoStream):
     def _stop(self, left: list[Period], resume_at: datetime, why: str) -> None:
         self.cursor.stopped(left[0].start)
         self.logger.warning(
-            f"Stream {self.name} stopped at {why} ({self._endpoint.per_day} requests a day to "
-            f"/api/{self.endpoint_name}, counted per UTC day): report dates from {left[0].start.isoformat()} to "
+            f"Stream {self.name} stopped at {why}: {self._endpoint.per_day} requests a day to "
+            f"/api/{self.endpoint_name}, counted per UTC day. Report dates from {left[0].start.isoformat()} to "
             f"{left[-1].end.isoformat()} are left ({len(left)} request(s)). Every finished period and its state "
-            f"are saved; a sync after {resume_at.astimezone(timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')} goes on "
+            f"are saved; a sync after {format_klaviyo_datetime(resume_at)} goes on "
             "from there."
         )
 
@@ -259,8 +258,8 @@ class ReportStream(KlaviyoStream):
     def sent_in(self, period: Period) -> bool:
         """Whether the account sent messages in the period: a message-received event within it."""
         window = [
-            f"greater-or-equal(datetime,{_utc(period.start)})",
-            f"less-than(datetime,{_utc(period.end)})",
+            f"greater-or-equal(datetime,{format_klaviyo_datetime(period.start)})",
+            f"less-than(datetime,{format_klaviyo_datetime(period.end)})",
         ]
         partitions = [[f"equals(metric_id,'{metric}')", *window] for metric in self.context.sent_metric_ids]
         return _any_record(ParentCollection(self, "events", partitions))
@@ -284,8 +283,8 @@ class CampaignValuesReports(ReportStream):
     def sent_in(self, period: Period) -> bool:
         """Whether a campaign (of any channel, archived or not) was scheduled to send in the period."""
         window = [
-            f"greater-or-equal(scheduled_at,{_utc(period.start)})",
-            f"less-than(scheduled_at,{_utc(period.end)})",
+            f"greater-or-equal(scheduled_at,{format_klaviyo_datetime(period.start)})",
+            f"less-than(scheduled_at,{format_klaviyo_datetime(period.end)})",
         ]
         partitions = [
             partition
@@ -371,10 +370,6 @@ def seconds_to_next_utc_day(now: datetime) -> float:
 
 def _at(values: Any, index: int) -> Any:
     return values[index] if isinstance(values, list) and index < len(values) else None
-
-
-def _utc(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _any_record(collection: ParentCollection) -> bool:
