@@ -58,6 +58,7 @@ BACKFILL_POLICY_DAYS: Mapping[str, int | None] = {
 DEFAULT_REPORTING_LOOKBACK_DAYS = 30
 
 DEFAULT_NUM_WORKERS = 10
+MIN_RETRY_BUDGET = 10  # seconds
 # Klaviyo events can arrive after their datetime (integrations catching up, imports);
 # an incremental events sync re-reads this much before its state. See the README.
 DEFAULT_EVENT_LOOKBACK_HOURS = 24
@@ -143,7 +144,7 @@ class KlaviyoConfig(BaseModel):
     reporting_lookback_days: int = Field(default=DEFAULT_REPORTING_LOOKBACK_DAYS, ge=0, le=90)
     campaign_reports_by_variation: bool = False
     request_timeout_seconds: int = Field(default=60, ge=1, le=600)
-    retry_budget_seconds: int = Field(default=600, ge=10, le=3600)
+    retry_budget_seconds: int = Field(default=600, ge=MIN_RETRY_BUDGET, le=3600)
 
     @field_validator("api_key")
     @classmethod

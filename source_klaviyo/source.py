@@ -51,7 +51,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_klaviyo import inputs
 from source_klaviyo.clock import Clock, clock_from_environment
-from source_klaviyo.config import DEFAULT_NUM_WORKERS, KlaviyoConfig, in_current_form, parse_config
+from source_klaviyo.config import DEFAULT_NUM_WORKERS, MIN_RETRY_BUDGET, KlaviyoConfig, in_current_form, parse_config
 from source_klaviyo.errors import StreamFailed, key_rejected_message, missing_scopes_message
 from source_klaviyo.parents import ParentPlanner
 from source_klaviyo.planning import ReadSlots
@@ -272,13 +272,27 @@ class SourceKlaviyo(ConcurrentSourceAdapter):
         """Campaign and flow reports are offered when there is a conversion metric to count."""
         if not (issubclass(stream_class, ReportStream) and stream_class.needs_conversion_metric()):
             return True
-        return bool(config.conversion_metric) or self._conversion_metric(config).metric_id is not None
+        if config.conversion_metric:
+            return True
+        try:
+            return self._conversion_metric(config, quick=True).metric_id is not None
+        except AirbyteTracedException as error:
+            if error.failure_type == FailureType.config_error:
+                raise
+            # Klaviyo unreachable is no reason to hide streams: offer them, and let a read look again.
+            logger.warning(
+                f"Could not look up the account's metrics ({error.message}); {stream_class.name} is offered, "
+                "and a read checks its conversion metric."
+            )
+            return True
 
-    def _conversion_metric(self, config: KlaviyoConfig) -> ConversionMetric:
-        """`conversion_metric` (a metric id or name), else the account's "Placed Order"; read once per command."""
+    def _conversion_metric(self, config: KlaviyoConfig, quick: bool = False) -> ConversionMetric:
+        """`conversion_metric` (a metric id or name), else the account's "Placed Order"; read once per command.
+        `quick`: retried for the shortest budget only (discover and check must not wait out an outage)."""
         if self._conversion is not None:
             return self._conversion
-        metrics = Metrics(config, self._budget, self._now)
+        settings = config.model_copy(update={"retry_budget_seconds": MIN_RETRY_BUDGET}) if quick else config
+        metrics = Metrics(settings, self._budget, self._now)
         if metrics.probe() in (401, 403):
             self._conversion = ConversionMetric(None, f"the key cannot read metrics (it needs {metrics.scope}).")
             return self._conversion
