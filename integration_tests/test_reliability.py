@@ -59,16 +59,19 @@ def sim() -> Iterator[Simulator]:
         yield running
 
 
-def read_everything(sim: Simulator, folder, streams=None, **extra):
+def read_everything(sim: Simulator, folder, streams=None, switch=None, **extra):
+    """A read of `streams` (every stream by default) after discover, and the request from which on
+    `switch=(faults, after)` switched `faults` on during it (see mid_read; None without a switch)."""
     config = all_history_config(sim.dataset, sim.url, **extra)
     discovered = discovered_catalog(folder, config)
     catalog = configured_catalog(discovered, streams)
-    return run_connector("read", folder, config=config, catalog=catalog, timeout=900)
+    at = mid_read(sim, *switch) if switch else None
+    return run_connector("read", folder, config=config, catalog=catalog, timeout=900), at
 
 
 def mid_read(sim: Simulator, faults: dict, after: range) -> int:
-    """Switch `faults` on at a request drawn from `after` (counted from now): past the access probes, while
-    pages are still being read. Returns the request number."""
+    """Switch `faults` on at a request of the read drawn from `after` (counted from now): past the access
+    probes, while pages are still being read. Returns the request number."""
     at = sim.stats["requests"] + random.choice(after)
     sim.switch_faults_at(at, faults)
     return at
@@ -88,13 +91,14 @@ CASES = [
 def test_a_sync_under_faults_completes_with_every_record_once(
     sim, tmp_path, reliability_report, scenario, faults, extra, when
 ):
-    aggregates = read_everything(sim, tmp_path, ["metric_aggregates"]).records() if faults else None
+    aggregates = read_everything(sim, tmp_path, ["metric_aggregates"])[0].records() if faults else None
     baseline = {row["id"] for row in aggregates} if aggregates is not None else None
     if when == "from the start":
         sim.faults.update(faults)
+        run, _ = read_everything(sim, tmp_path, **extra)
     else:  # every stream's probe first (about 30 requests), then about 240 requests of pages
-        scenario = f"{scenario}, switched on at request {mid_read(sim, faults, range(40, 120))}"
-    run = read_everything(sim, tmp_path, **extra)
+        run, at = read_everything(sim, tmp_path, switch=(faults, range(40, 120)), **extra)
+        scenario = f"{scenario}, switched on at request {at}"
 
     expected = all_history_ids(sim.dataset)
     emitted = Counter((r["stream"], key(r["stream"], r["data"])) for r in (m["record"] for m in run.of_type("RECORD")))
@@ -139,9 +143,9 @@ def test_a_sync_under_faults_completes_with_every_record_once(
 def test_when_faults_never_stop_the_retry_budget_ends_the_sync_with_a_clear_error(
     sim, tmp_path, reliability_report, scenario, faults
 ):
-    sim.faults.update(faults)
     config = all_history_config(sim.dataset, sim.url, retry_budget_seconds=15, request_timeout_seconds=1)
     discovered = discovered_catalog(tmp_path, config)
+    sim.faults.update(faults)
     started = time.monotonic()
     run = run_connector("read", tmp_path, config=config, catalog=configured_catalog(discovered, ["lists"]), timeout=300)
     elapsed = time.monotonic() - started
@@ -182,9 +186,11 @@ def test_an_outage_after_data_moved_ends_each_failed_stream_with_one_transient_e
     """Klaviyo goes down part way through: what completed is out first, then one error per stream that could
     not finish, saying which stream, what kept failing and what to do; the next sync resumes and completes."""
     streams = ["events", "profiles", "lists", "metrics"]
-    at = mid_read(sim, faults, range(16, 36))  # past the 4 probes and the first pages, of about 53 requests
     started = time.monotonic()
-    run = read_everything(sim, tmp_path, streams, retry_budget_seconds=15, request_timeout_seconds=1)
+    # Of about 53 requests: past the 4 probes and the first pages, some of which find empty windows.
+    run, at = read_everything(
+        sim, tmp_path, streams, switch=(faults, range(24, 40)), retry_budget_seconds=15, request_timeout_seconds=1
+    )
     elapsed = time.monotonic() - started
 
     errors = run.errors()

@@ -3,9 +3,10 @@
 Klaviyo counts requests per endpoint in two fixed windows (burst per second,
 steady per minute) for the whole account. One `HttpAPIBudget` with a moving
 window per endpoint keeps every thread of every stream under both windows; a
-429 (or a RateLimit-Remaining of 0) fills that endpoint's window so all its
-threads pause together, and the request itself is retried after Retry-After by
-the error handler.
+RateLimit-Remaining of 0 fills that endpoint's window so all its threads pause
+together. A 429 leaves the budget alone: it says how long to wait (Retry-After,
+honoured per request by the error handler), and filling the minute window on
+each one would stall every thread for a minute while Klaviyo asked for a second.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class KlaviyoAPIBudget(HttpAPIBudget):
 
     def get_calls_left_from_response(self, response: requests.Response) -> int | None:
         if response.status_code in self._status_codes_for_ratelimit_hit:
-            return 0
+            return None
         match = re.match(r"\s*(\d+)", response.headers.get(self._ratelimit_remaining_header, ""))
         return int(match.group(1)) if match else None
 

@@ -119,6 +119,8 @@ class SourceKlaviyo(ConcurrentSourceAdapter):
         self._choices = ReadChoices()
         self._budget: KlaviyoAPIBudget | None = None
         self._conversion: ConversionMetric | None = None
+        # Set once discover or check could not reach the account's metrics: they do not ask again.
+        self._metrics_unreachable = False
 
     @property
     def message_repository(self) -> ConcurrentMessageRepository:
@@ -272,7 +274,7 @@ class SourceKlaviyo(ConcurrentSourceAdapter):
         """Campaign and flow reports are offered when there is a conversion metric to count."""
         if not (issubclass(stream_class, ReportStream) and stream_class.needs_conversion_metric()):
             return True
-        if config.conversion_metric:
+        if config.conversion_metric or self._metrics_unreachable:
             return True
         try:
             return self._conversion_metric(config, quick=True).metric_id is not None
@@ -280,9 +282,10 @@ class SourceKlaviyo(ConcurrentSourceAdapter):
             if error.failure_type == FailureType.config_error:
                 raise
             # Klaviyo unreachable is no reason to hide streams: offer them, and let a read look again.
+            self._metrics_unreachable = True
             logger.warning(
-                f"Could not look up the account's metrics ({error.message}); {stream_class.name} is offered, "
-                "and a read checks its conversion metric."
+                f"Could not look up the account's metrics ({error.message}); the campaign and flow reports "
+                "are offered, and a read checks their conversion metric."
             )
             return True
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from airbyte_cdk.models import FailureType, SyncMode
 from airbyte_cdk.test.entrypoint_wrapper import discover
 from jsonschema import Draft7Validator
 
 from source_klaviyo import SourceKlaviyo
+from source_klaviyo.errors import MAX_RETRIES
 from unit_tests.klaviyo_mock import METRIC, QUERY, config, run_read, source, url
 
 EXPECTED = {
@@ -112,6 +115,13 @@ def test_with_only_a_key_discover_offers_just_the_streams_that_need_nothing_more
 def test_campaign_and_flow_reports_are_offered_once_the_account_has_a_placed_order_metric(api):
     api.get(url("metrics"), json={"data": [METRIC], "links": {}})
     assert COUNTING_CONVERSIONS <= set(discovered(config()))
+
+
+def test_with_klaviyo_unreachable_discover_offers_the_reports_after_one_short_lookup(api, monkeypatch):
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)  # the backoff waits; tries stay bounded
+    metrics = api.get(url("metrics"), status_code=503, json={"errors": []})
+    assert COUNTING_CONVERSIONS <= set(discovered(config()))
+    assert 1 < metrics.call_count <= MAX_RETRIES + 1, "one lookup's tries, not one lookup per report stream"
 
 
 @pytest.mark.parametrize("stream", NEED_SETTINGS)

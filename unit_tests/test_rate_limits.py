@@ -9,6 +9,7 @@ import requests
 from airbyte_cdk.sources.streams.call_rate import CallRateLimitHit
 
 from source_klaviyo.endpoints import ENDPOINTS, KLAVIYO_API_URL
+from source_klaviyo.errors import RetryAfterBackoff
 from source_klaviyo.rate_limits import build_budget, usable
 
 
@@ -63,17 +64,23 @@ def test_the_burst_window_stops_the_call_after_the_limit():
     budget.acquire_call(request("api/metrics"), block=False)  # other endpoints keep their own budget
 
 
-@pytest.mark.parametrize(
-    "answer",
-    [response(429, {"Retry-After": "3"}), response(200, {"RateLimit-Remaining": "0", "RateLimit-Reset": "41"})],
-)
-def test_a_throttle_signal_from_klaviyo_pauses_the_endpoint(answer):
+def test_no_calls_remaining_pauses_the_endpoint():
     budget = build_budget(KLAVIYO_API_URL, "2026-07-15")
     events = request("api/events")
     budget.acquire_call(events, block=False)
-    budget.update_from_response(events, answer)
+    budget.update_from_response(events, response(200, {"RateLimit-Remaining": "0", "RateLimit-Reset": "41"}))
     with pytest.raises(CallRateLimitHit):
         budget.acquire_call(events, block=False)
+
+
+def test_a_429_is_waited_out_per_request_not_by_filling_the_minute_window():
+    budget = build_budget(KLAVIYO_API_URL, "2026-07-15")
+    events = request("api/events")
+    throttled = response(429, {"Retry-After": "3"})
+    for _ in range(usable(3500)):  # as many 429s as the minute allows calls: each would have filled a burst
+        budget.update_from_response(events, throttled)
+    drain(budget, events, 10)
+    assert RetryAfterBackoff().backoff_time(throttled, attempt_count=1) == 3
 
 
 def test_remaining_calls_above_zero_leave_the_budget_alone():

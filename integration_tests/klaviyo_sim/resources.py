@@ -177,7 +177,7 @@ def render_account(dataset: Dataset, base: str) -> dict[str, Any]:
                 "organization_name": "Example Corp",
                 "street_address": {
                     "address1": "1 Main St",
-                    "address2": None,
+                    "address2": "Floor 2",
                     "city": "Boston",
                     "region": "MA",
                     "country": "US",
