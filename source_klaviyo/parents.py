@@ -11,9 +11,10 @@ could use.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
+from airbyte_cdk.sources.message import MessageRepository
 from airbyte_cdk.sources.streams.concurrent.partitions.partition import Partition
 
 from source_klaviyo.planning import IdentitySlice, PlannedPartition, Planner, ReadSlots
@@ -37,22 +38,28 @@ def parents_at_once(steady_per_minute: int, workers: int) -> int:
 
 class ParentPartition(PlannedPartition):
     def __init__(self, planner: ParentPlanner, parent_id: str) -> None:
-        super().__init__(planner, IdentitySlice({PARENT: parent_id}), planner.slots)
+        super().__init__(planner, IdentitySlice({PARENT: parent_id}))
         self._parents = planner
         self.parent_id = parent_id
 
-    def records(self) -> Iterator[Mapping[str, Any]]:
+    def pages(self) -> Iterator[list[MutableMapping[str, Any]]]:
         return self._parents.stream.read_parent(self.parent_id, self._parents.cursor.since(self.parent_id))
 
 
 class ParentPlanner(Planner):
     """Yields a partition per parent the cursor has not finished, at most `at_once` running."""
 
-    def __init__(self, stream: ChildStream, cursor: ParentCursor, workers: int, slots: ReadSlots | None) -> None:
-        super().__init__(stream.name)
+    def __init__(
+        self,
+        stream: ChildStream,
+        cursor: ParentCursor,
+        workers: int,
+        slots: ReadSlots | None,
+        pages: MessageRepository | None = None,
+    ) -> None:
+        super().__init__(stream.name, slots, pages)
         self.stream = stream
         self.cursor = cursor
-        self.slots = slots
         self.at_once = parents_at_once(stream.steady_per_minute, workers)
 
     def generate(self) -> Iterable[Partition]:

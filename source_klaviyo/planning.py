@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import concurrent.futures.thread
 import threading
+import time
 from abc import abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
+from airbyte_cdk.sources.message import MessageRepository
 from airbyte_cdk.sources.streams.concurrent.partitions.partition import Partition
 from airbyte_cdk.sources.streams.concurrent.partitions.partition_generator import PartitionGenerator
 from airbyte_cdk.sources.types import Record
+
+from source_klaviyo.protocol import RecordPage
 
 ReadSlots = threading.BoundedSemaphore
 
@@ -47,8 +51,13 @@ class Planner(PartitionGenerator):
     """Counts running partitions and stops waiting once one failed or the process is exiting, so a failed
     sync never hangs on a planner; partitions left unread only hold state back."""
 
-    def __init__(self, stream_name: str) -> None:
+    def __init__(
+        self, stream_name: str, slots: ReadSlots | None = None, pages: MessageRepository | None = None
+    ) -> None:
         self.stream_name = stream_name
+        self.slots = slots
+        # Where partitions send their records a page at a time (protocol.py); None: a Record each.
+        self.pages = pages
         self.failed = False
         self._running = 0
         self._changed = threading.Condition()
@@ -79,28 +88,41 @@ class Planner(PartitionGenerator):
 class PlannedPartition(Partition):
     """A partition of a Planner: reads in one of the read's slots, and tells its planner when it ends."""
 
-    def __init__(self, planner: Planner, stream_slice: IdentitySlice, slots: ReadSlots | None) -> None:
+    def __init__(self, planner: Planner, stream_slice: IdentitySlice) -> None:
         self._planner = planner
         self._slice = stream_slice
-        self._slots = slots
 
     @abstractmethod
-    def records(self) -> Iterator[Mapping[str, Any]]: ...
+    def pages(self) -> Iterator[list[MutableMapping[str, Any]]]:
+        """The partition's records a page at a time, each page sorted by the stream's cursor."""
 
     def read(self) -> Iterable[Record]:
-        name, partition_slice = self._planner.stream_name, self._slice
+        planner, partition_slice = self._planner, self._slice
+        name = planner.stream_name
         try:
-            with slot(self._slots):
-                if self._planner.failed:
+            with slot(planner.slots):
+                if planner.failed:
                     # An earlier partition failed after its retries: fail now, not after another retry budget.
                     raise PartitionAbandoned(f"Stream '{name}' stopped reading after an earlier part of it failed.")
-                for data in self.records():
-                    yield Record(data=data, stream_name=name, associated_slice=partition_slice)
+                previous: RecordPage | None = None
+                for page in self.pages():
+                    if planner.pages is None or len(page) < 2:
+                        for data in page:
+                            yield Record(data=data, stream_name=name, associated_slice=partition_slice)
+                        continue
+                    # The page's newest record goes through the CDK: the cursor observes it, and the stream's
+                    # RUNNING status goes out before its first record. The rest follow as one RecordPage, once
+                    # this partition's previous page is written: a worker holds at most one page unwritten.
+                    yield Record(data=page[-1], stream_name=name, associated_slice=partition_slice)
+                    while previous is not None and not previous.written.wait(1) and not planner.abandoned():
+                        pass
+                    previous = RecordPage(name, page[:-1], time.time_ns() // 1_000_000)
+                    planner.pages.emit_message(previous)
         except BaseException:
-            self._planner.failed = True
+            planner.failed = True
             raise
         finally:
-            self._planner.finished()
+            planner.finished()
 
     def to_slice(self) -> Mapping[str, Any]:
         return self._slice

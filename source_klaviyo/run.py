@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import sys
 
-from airbyte_cdk.entrypoint import AirbyteEntrypoint, launch
+from airbyte_cdk.entrypoint import AirbyteEntrypoint
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
+from source_klaviyo.protocol import launch
 from source_klaviyo.source import SourceKlaviyo
+
+# glibc's mallopt parameter for the number of malloc arenas (M_ARENA_MAX in malloc.h).
+M_ARENA_MAX = -8
+
+
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """Worker threads parse pages of a megabyte or more; glibc gives each thread its own malloc arena
+    and keeps what every arena once held, which measured 160 MB peak RSS on 300k events instead of
+    110 MB with two arenas (and no more CPU). Not glibc (musl, macOS): nothing to do."""
+    try:
+        ctypes.CDLL(None).mallopt(M_ARENA_MAX, arenas)
+    except (AttributeError, OSError):
+        pass
 
 
 def run(args: list[str] | None = None) -> None:
@@ -20,8 +35,9 @@ def run(args: list[str] | None = None) -> None:
     # default thresholds cost 40% of the CPU. Freeze what start-up allocated and run it rarely.
     gc.freeze()
     gc.set_threshold(100_000, 50, 1_000)
+    limit_malloc_arenas()
     try:
-        launch(SourceKlaviyo(), args)
+        launch(SourceKlaviyo(record_pages=True), args)
     except AirbyteTracedException as error:
         # The CDK would log the traceback too; an error the user can fix needs only its message.
         message = error.as_sanitized_airbyte_message()

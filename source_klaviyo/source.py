@@ -104,8 +104,10 @@ class SourceKlaviyo(ConcurrentSourceAdapter):
     """Reads the input files through the CDK's hooks, parses the config once (`configure`) and keeps
     the typed model, the command's `now` and the API budget for the rest of the command."""
 
-    def __init__(self, clock: Clock | None = None) -> None:
+    def __init__(self, clock: Clock | None = None, record_pages: bool = False) -> None:
+        """`record_pages`: partitions send records a page at a time, for KlaviyoEntrypoint to write (protocol.py)."""
         self._clock = clock or clock_from_environment()
+        self._record_pages = record_pages
         # A worker closes its window (and its cursor emits STATE) right after queueing the window's
         # records. Emitted through the source's default repository, that STATE reaches stdout with the
         # next record the main thread prints, ahead of records still queued: a kill then would commit
@@ -365,7 +367,9 @@ class SourceKlaviyo(ConcurrentSourceAdapter):
                 config.start_date,
                 self._now,
             )
-            planner: PartitionGenerator = ParentPlanner(stream, cursor, config.num_workers, self._choices.slots)
+            planner: PartitionGenerator = ParentPlanner(
+                stream, cursor, config.num_workers, self._choices.slots, self._pages
+            )
             return self._facade(stream, planner, cursor, stream.cursor_field or None)
         date_cursor: Cursor | None = None
         if isinstance(stream, MetricAggregates) and stream.name in self._choices.incremental:
@@ -396,8 +400,13 @@ class SourceKlaviyo(ConcurrentSourceAdapter):
             return self.convert_to_concurrent_stream(logger, stream, state_manager, date_cursor)
         cursor = date_cursor or FinalStateCursor(stream.name, None, self.message_repository)
         stream.cursor = cursor
-        planner = WindowPlanner(stream, stream.ranges(), config.num_workers, self._choices.slots)
+        planner = WindowPlanner(stream, stream.ranges(), config.num_workers, self._choices.slots, self._pages)
         return self._facade(stream, planner, cursor, stream.cursor_field if date_cursor else None)
+
+    @property
+    def _pages(self) -> ConcurrentMessageRepository | None:
+        """Where planned partitions send record pages (None: a Record each, for in-process callers)."""
+        return self._messages if self._record_pages else None
 
     def _facade(
         self, stream: KlaviyoStream, planner: PartitionGenerator, cursor: Cursor, cursor_field: str | None

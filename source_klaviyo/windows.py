@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
+from airbyte_cdk.sources.message import MessageRepository
 from airbyte_cdk.sources.streams.concurrent.partitions.partition import Partition
 
 from source_klaviyo.clock import format_klaviyo_datetime
@@ -79,7 +80,7 @@ class WindowSlice(IdentitySlice):
 
 class WindowPartition(PlannedPartition):
     def __init__(self, planner: WindowPlanner, window: Window) -> None:
-        super().__init__(planner, WindowSlice(window), planner.slots)
+        super().__init__(planner, WindowSlice(window))
         self._slice: WindowSlice
         self._windows = planner
 
@@ -87,7 +88,7 @@ class WindowPartition(PlannedPartition):
     def window(self) -> Window:
         return self._slice.window
 
-    def records(self) -> Iterator[Mapping[str, Any]]:
+    def pages(self) -> Iterator[list[MutableMapping[str, Any]]]:
         return self._windows.stream.read_window(self)
 
     def hand_off(self, at: int, records_seen: int, first: int, last: int) -> bool:
@@ -116,11 +117,15 @@ class WindowPlanner(Planner):
     """Yields window partitions until every window, including those handed back, has been read."""
 
     def __init__(
-        self, stream: WindowedKlaviyoStream, ranges: Iterable[Window], workers: int, slots: ReadSlots | None = None
+        self,
+        stream: WindowedKlaviyoStream,
+        ranges: Iterable[Window],
+        workers: int,
+        slots: ReadSlots | None = None,
+        pages: MessageRepository | None = None,
     ) -> None:
-        super().__init__(stream.name)
+        super().__init__(stream.name, slots, pages)
         self.stream = stream
-        self.slots = slots
         self.max_pieces = 2 * workers
         self._ranges = ranges
         self._pending: deque[Window] = deque()

@@ -134,7 +134,7 @@ def test_a_failed_partition_stops_the_planner_instead_of_leaving_it_waiting():
 
 
 def test_records_carry_the_partitions_slice_for_the_cursor():
-    stream = FakeStream(lambda partition: iter([{"id": "a"}, {"id": "b"}]))
+    stream = FakeStream(lambda partition: iter([[{"id": "a"}, {"id": "b"}]]))
     planner = WindowPlanner(stream, [], workers=2)
     partition = partition_of(planner)
     records = list(partition.read())

@@ -197,8 +197,10 @@ class KlaviyoStream(HttpStream, ABC):
             yield self.flatten(resource)
 
     def flatten(self, resource: Mapping[str, Any]) -> MutableMapping[str, Any]:
-        """id, the attributes at top level, and the declared relationships as `<name>_id(s)`."""
-        record = dict(resource.get("attributes") or {})
+        """id, the attributes at top level, and the declared relationships as `<name>_id(s)`.
+
+        The record is the resource's own attributes object, not a copy: the parsed page is discarded."""
+        record = resource.get("attributes") or {}
         record["id"] = resource["id"]
         links = resource.get("relationships")
         if links:

@@ -63,8 +63,8 @@ class ChildStream(KlaviyoStream, ABC):
         gone = ErrorResolution(ResponseAction.IGNORE, None, f"A parent of stream '{self.name}' no longer exists.")
         return {"overrides": {404: gone}}
 
-    def read_parent(self, parent_id: str, since: datetime | None) -> Iterator[MutableMapping[str, Any]]:
-        """The parent's children (changed since `since`, when given), each naming its parent."""
+    def read_parent(self, parent_id: str, since: datetime | None) -> Iterator[list[MutableMapping[str, Any]]]:
+        """The parent's children (changed since `since`, when given), each naming its parent, a page at a time."""
         stream_slice = {PARENT: parent_id, SLICE_START: format_klaviyo_datetime(since) if since else None}
         token = None
         while True:
@@ -72,9 +72,10 @@ class ChildStream(KlaviyoStream, ABC):
             if response.status_code == 404:
                 self.logger.warning(f"Stream {self.name}: {self.parent_field} {parent_id} no longer exists; skipped.")
                 return
-            for record in self.parse_response(response, stream_slice=stream_slice):
+            records = list(self.parse_response(response, stream_slice=stream_slice))
+            for record in records:
                 record[self.parent_field] = parent_id
-                yield record
+            yield records
             token = self.next_page_token(response)
             if not token:
                 return

@@ -52,21 +52,22 @@ class Events(WindowedKlaviyoStream):
             if item["type"] == "metric":
                 names[item["id"]] = item["attributes"].get("name")
             elif item["type"] == "attribution":
-                attributions[item["id"]] = item.get("relationships") or {}
-        events = {event["id"]: event for event in body.get("data") or ()} if attributions else {}
-        for record in super().parse_response(response, stream_slice=stream_slice):
+                attributions[item["id"]] = self.attributed_ids(item.get("relationships") or {})
+        records = super().parse_response(response, stream_slice=stream_slice)
+        for event, record in zip(body.get("data") or (), records, strict=True):
             record["metric_name"] = names.get(record.get("metric_id"))
             if attributions:
-                record.update(self.attribution(events[record["id"]], attributions))
+                # The event's first attribution, as Klaviyo lists them.
+                linkage = ((event.get("relationships") or {}).get("attributions") or {}).get("data")
+                if linkage:
+                    record.update(attributions.get(linkage[0]["id"], {}))
             yield record
 
-    def attribution(self, event: Mapping[str, Any], attributions: Mapping[str, Any]) -> dict[str, str]:
-        """The ids of what Klaviyo attributes the event to (its first attribution)."""
-        linkage = ((event.get("relationships") or {}).get("attributions") or {}).get("data") or []
-        links = attributions.get(linkage[0]["id"], {}) if linkage else {}
+    def attributed_ids(self, relationships: Mapping[str, Any]) -> dict[str, str]:
+        """The ids of what an included attribution links its event to, as the event's fields."""
         ids = {}
         for field, relationship in self.attributed.items():
-            related = (links.get(relationship) or {}).get("data")
+            related = (relationships.get(relationship) or {}).get("data")
             if related:
                 ids[field] = related["id"]
         return ids

@@ -45,7 +45,8 @@ class WindowedKlaviyoStream(IncrementalKlaviyoStream, ABC):
         value = record.get(self.cursor_field)
         return epoch(parse_klaviyo_datetime(value)) if value else None
 
-    def read_window(self, partition: WindowPartition) -> Iterator[MutableMapping[str, Any]]:
+    def read_window(self, partition: WindowPartition) -> Iterator[list[MutableMapping[str, Any]]]:
+        """The window's records a page at a time, the window narrowed to each page it keeps."""
         for position, variant in enumerate(partition.window.variants):
             token = None
             while True:
@@ -56,12 +57,15 @@ class WindowedKlaviyoStream(IncrementalKlaviyoStream, ABC):
                 token = self.next_page_token(response)
                 del response  # the parsed page is large; keep only its records while they are emitted
                 if token and position == 0 and records:
-                    values = [self.cursor_epoch(record) or window.start for record in records]
-                    last = max(values)
-                    if partition.hand_off(last, len(records), min(values), last):
+                    # A page comes sorted by the cursor (extra_params): its first and last records bound it.
+                    first, last = (self.cursor_epoch(record) or window.start for record in (records[0], records[-1]))
+                    if partition.hand_off(last, len(records), first, last):
                         # The rest, from `last` on (including this page's records at `last`), is another window's now.
-                        records = [record for record, value in zip(records, values, strict=True) if value < last]
+                        newest, keep = records[-1].get(self.cursor_field), len(records)
+                        while keep and records[keep - 1].get(self.cursor_field) == newest:
+                            keep -= 1
+                        del records[keep:]
                         token = None
-                yield from records
+                yield records
                 if not token:
                     break
