@@ -33,7 +33,7 @@ from integration_tests.klaviyo_sim import FULL_ACCESS_KEY  # noqa: E402
 DEFAULT_SCENARIOS = [
     "events:100000:50",
     "events:1000000:50",
-    "events:1000000:0",
+    "events:3000000:50",
     "profiles:10000:50",
     "profiles:100000:50",
 ]

@@ -8,6 +8,7 @@ as a process), so they pass on any date.
 
 from __future__ import annotations
 
+import functools
 import os
 from datetime import datetime, timezone
 from typing import Any, Protocol
@@ -54,5 +55,8 @@ def parse_klaviyo_datetime(value: Any) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
+@functools.lru_cache(maxsize=4096)
 def format_klaviyo_datetime(value: datetime) -> str:
+    """Cached: every STATE writes the bounds of every finished window again (hundreds while a dense range
+    is read in parallel), and most of them are the ones the last STATE wrote."""
     return value.astimezone(timezone.utc).strftime(DATETIME_FORMAT)

@@ -64,6 +64,13 @@ class KlaviyoAPIBudget(HttpAPIBudget):
             self._matched[key] = super().get_matching_policy(request)
         return self._matched[key]
 
+    def acquire_call(self, request: Any, block: bool = True, timeout: float | None = None) -> None:
+        """The policy's moving window keeps what it counts for a minute, and a PreparedRequest holds its headers,
+        cookies and hooks (RSS grew by about 14 KB a page of events): the window gets one with the method and URL."""
+        counted = requests.PreparedRequest()
+        counted.method, counted.url = request.method, request.url
+        super().acquire_call(counted, block, timeout)
+
     def get_calls_left_from_response(self, response: requests.Response) -> int | None:
         if response.status_code in self._status_codes_for_ratelimit_hit:
             return None

@@ -78,6 +78,9 @@ from source_klaviyo.windows import WindowPlanner
 
 logger = logging.getLogger("airbyte")
 QUEUE_SIZE = 10_000  # records, states and partitions in flight between the workers and stdout (the CDK's default)
+# Partitions submitted and not yet pruned. The CDK prunes finished ones only once this many are listed (its
+# default 10,000): with a page per partition, every finished page's future stayed until 10M events.
+MAX_PENDING_PARTITIONS = 500
 
 
 @dataclass(frozen=True)
@@ -154,7 +157,7 @@ class SourceKlaviyo(ConcurrentSourceAdapter):
         besides `workers` threads to read them; partitions read in the read's `workers` slots."""
         threads = ThreadPoolExecutor(max_workers=workers + planners, thread_name_prefix="workerpool")
         return ConcurrentSource(
-            ThreadPoolManager(threads, logger),
+            ThreadPoolManager(threads, logger, max_concurrent_tasks=MAX_PENDING_PARTITIONS),
             logger,
             self._slice_logger,
             self._queue,
