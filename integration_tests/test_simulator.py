@@ -16,7 +16,7 @@ import requests
 
 from integration_tests.klaviyo_sim import FULL_ACCESS_KEY, Dataset, Faults, Simulator, Sizes, key_without
 from integration_tests.klaviyo_sim.contract import ResponseContract
-from integration_tests.klaviyo_sim.data import DAY, iso
+from integration_tests.klaviyo_sim.data import DAY, Events, iso
 from integration_tests.klaviyo_sim.reports import KINDS, report
 from integration_tests.klaviyo_sim.resources import CURRENT, RETIRED, path_of
 
@@ -1230,3 +1230,40 @@ def test_late_events_show_up_in_reports_after_reveal():
     partial, _ = report(dataset, "flow-values", attributes)
     dataset.reveal()
     assert partial != complete and report(dataset, "flow-values", attributes)[0] == complete
+
+
+@pytest.mark.parametrize("events", [2_000, 25_000])  # rendered in this process; in two forked ones
+def test_prerendered_events_are_the_same_bytes_as_rendered_ones(events, monkeypatch):
+    sizes = Sizes(campaigns=30, flows=9, profiles=300, events=events, event_days=45)
+    simulator = Simulator(Dataset(seed=3, now=1_790_000_000, sizes=sizes), Faults(rate_limit_scale=0))
+    middle = iso(simulator.dataset.events.time(events // 2))
+    metric = simulator.dataset.events.metric_ids[1]
+    queries = [  # the connector's form, in time order and newest first, a window, a metric, other forms
+        {"include": "metric,attributions", "page[size]": 1000, "sort": "datetime"},
+        {"include": "metric,attributions", "page[size]": 370, "sort": "-datetime"},
+        {"include": "metric,attributions", "page[size]": 1000, "filter": f"greater-than(datetime,{middle})"},
+        {"include": "metric,attributions", "page[size]": 200, "filter": f"equals(metric_id,'{metric}')"},
+        {"include": "attributions,metric", "page[size]": 100},
+        {"include": "metric", "page[size]": 100},
+    ]
+    with simulator.run_in_thread() as running:
+
+        def answers() -> list[bytes]:
+            pages = []
+            for params in queries:
+                response = get(running, "events", params)
+                pages.append(response.content)
+                while next_link := response.json()["links"].get("next"):
+                    response = get(running, "events", url=next_link)
+                    pages.append(response.content)
+            return pages
+
+        rendered = answers()
+        running.prerender_events()
+        generated = Counter()
+        record = Events.record
+        monkeypatch.setattr(Events, "record", lambda self, index: generated.update([index]) or record(self, index))
+        assert answers() == rendered
+    assert len(rendered) > 20
+    # Only the two queries not in the connector's form rendered events again: each every event once.
+    assert generated == Counter({index: 2 for index in range(events)})

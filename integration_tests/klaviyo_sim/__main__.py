@@ -30,6 +30,11 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1, help="same seed, same data")
     parser.add_argument("--now", help="pin 'now' (YYYY-MM-DDTHH:MM:SSZ); data is generated relative to it")
     parser.add_argument(
+        "--prerender",
+        action="store_true",
+        help="render every event before serving (benchmarks: pages as fast as Klaviyo serves them)",
+    )
+    parser.add_argument(
         "--hold-back-minutes", type=int, default=0, help="hide records newer than this until POST /__sim/reveal"
     )
     for item in fields(Sizes):
@@ -53,6 +58,8 @@ async def serve(args: argparse.Namespace) -> None:
     dataset.hold_back(args.hold_back_minutes * 60)
     simulator = Simulator(dataset, Faults(**{item.name: getattr(args, item.name) for item in fields(Faults)}))
     server = await simulator.start(args.host, args.port)
+    if args.prerender:
+        simulator.prerender_events()
     print(f"Klaviyo simulator on {simulator.url} (key {FULL_ACCESS_KEY}); Ctrl-C stops it", flush=True)
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

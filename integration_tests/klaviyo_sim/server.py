@@ -18,6 +18,7 @@ import threading
 import time
 import zlib
 from collections import Counter, OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -28,6 +29,7 @@ from integration_tests.klaviyo_sim import resources
 from integration_tests.klaviyo_sim.aggregates import aggregate, page_of
 from integration_tests.klaviyo_sim.contract import Operation, Violation, request_contract
 from integration_tests.klaviyo_sim.data import DAY, Dataset, Record, iso
+from integration_tests.klaviyo_sim.prerender import INCLUDE, PrerenderedEvents
 from integration_tests.klaviyo_sim.query import COMPARE, decode_cursor, encode_cursor, matches, select, terms_of
 from integration_tests.klaviyo_sim.reports import report
 
@@ -188,6 +190,7 @@ class Simulator:
         self.log: deque[tuple[str, str, dict[str, str], bytes]] = deque(maxlen=100_000)
         self.keys_seen: set[str | None] = set()  # API keys the requests carried (header or v1 query)
         self._selections: OrderedDict[tuple, list] = OrderedDict()
+        self._prerendered_events: tuple[int, PrerenderedEvents] | None = None  # (dataset version, events)
         self._switches: list[tuple[int, dict[str, Any]]] = []  # (request number, fault changes), see switch_faults_at
         self.url = ""
 
@@ -411,8 +414,9 @@ class Simulator:
         page = chosen[offset:end]
         include = list(dict.fromkeys(params["include"].split(","))) if params.get("include") else []
         wanted = set(params.get("additional-fields[profile]", "").split(",")) - {""}
+        prerendered = self._prerendered(name, revision, base, include, members)
         records, data = [], []
-        for item in page:
+        for item in page if prerendered is None else ():
             record, extras = self._record(name, item, members)
             if name == "profiles" and wanted:
                 extras.update(resources.profile_extras(record, wanted, revision))
@@ -426,10 +430,47 @@ class Simulator:
             links["prev"] = (
                 f"{base}{path}?{urlencode({**params, 'page[cursor]': encode_cursor(max(0, offset - size))})}"
             )
+        if prerendered is not None:
+            metric = self._included_resource("metrics", revision, base)
+            return Answer(
+                200, {"data": prerendered.data(page), "links": links, "included": prerendered.included(page, metric)}
+            )
         document: dict[str, Any] = {"data": data, "links": links}
         if include:
             document["included"] = self._included(records, include, revision, base)
         return Answer(200, document)
+
+    def prerender_events(self) -> None:
+        """Render every event now, for requests of the form `PrerenderedEvents` serves (after `start`)."""
+        events, base = self.dataset.events, self.url
+
+        def render(index: int) -> tuple[Any, Any]:
+            record, extras = self._record("events", index, False)
+            resource = resources.render("events", record, resources.CURRENT, base, extras, INCLUDE)
+            return resource, resources.render_attribution(record, base) if record.relationships[
+                "attributions"
+            ] else None
+
+        self._prerendered_events = (
+            self.dataset.version,
+            PrerenderedEvents(render, events.count, events.metric_ids, events.metric_of),
+        )
+
+    def _prerendered(
+        self, name: str, revision: str, base: str, include: list[str], members: bool
+    ) -> PrerenderedEvents | None:
+        if self._prerendered_events is None or name != "events" or members:
+            return None
+        version, prerendered = self._prerendered_events
+        current = (revision, base, tuple(include), self.dataset.version)
+        return prerendered if current == (resources.CURRENT, self.url, INCLUDE, version) else None
+
+    def _included_resource(self, collection: str, revision: str, base: str) -> Callable[[str], dict[str, Any] | None]:
+        def rendered(record_id: str) -> dict[str, Any] | None:
+            related = self._lookup(collection, record_id)
+            return None if related is None else resources.render(collection, related, revision, base)
+
+        return rendered
 
     @staticmethod
     def _rule_of_the_endpoint(
@@ -468,12 +509,9 @@ class Simulator:
                 if target is None:  # a relationship the simulator holds nothing for (images, flow triggers)
                     continue
                 for related_id in record.relationships.get(name, []):
-                    if (target, related_id) in seen:
-                        continue
-                    related = self._lookup(target, related_id)
-                    if related is not None:
-                        seen[(target, related_id)] = resources.render(target, related, revision, base)
-        return list(seen.values())
+                    if (target, related_id) not in seen:
+                        seen[(target, related_id)] = self._included_resource(target, revision, base)(related_id)
+        return [resource for resource in seen.values() if resource is not None]
 
     def _lookup(self, collection: str, record_id: str) -> Record | None:
         if collection == "profiles":

@@ -184,7 +184,11 @@ class KlaviyoStream(HttpStream, ABC):
 
     def parse_response(
         self, response: requests.Response, stream_slice: Mapping[str, Any] | None = None, **kwargs: Any
-    ) -> Iterable[Mapping[str, Any]]:
+    ) -> list[MutableMapping[str, Any]]:
+        return [self.flatten(resource) for resource in self.resources(response)]
+
+    def resources(self, response: requests.Response) -> list[Any]:
+        """The resources of a page (its `data` list)."""
         body = json_body(response)
         resources = body.get("data") if isinstance(body, dict) else None
         if not isinstance(resources, list):
@@ -193,8 +197,7 @@ class KlaviyoStream(HttpStream, ABC):
                 internal_message=f"Unexpected body from {response.request.method} {response.request.path_url}",
                 failure_type=FailureType.system_error,
             )
-        for resource in resources:
-            yield self.flatten(resource)
+        return resources
 
     def flatten(self, resource: Mapping[str, Any]) -> MutableMapping[str, Any]:
         """id, the attributes at top level, and the declared relationships as `<name>_id(s)`.
@@ -344,18 +347,22 @@ class IncrementalKlaviyoStream(KlaviyoStream, ABC):
 
     def parse_response(
         self, response: requests.Response, stream_slice: Mapping[str, Any] | None = None, **kwargs: Any
-    ) -> Iterable[Mapping[str, Any]]:
-        records = super().parse_response(response, stream_slice=stream_slice)
+    ) -> list[MutableMapping[str, Any]]:
+        return self.within_window(super().parse_response(response, stream_slice=stream_slice), stream_slice)
+
+    def within_window(
+        self, records: list[MutableMapping[str, Any]], stream_slice: Mapping[str, Any]
+    ) -> list[MutableMapping[str, Any]]:
+        """`records` without those past the window's end, where the endpoint cannot filter less-than:
+        they belong to the next sync, and state never passes the window's end."""
         if self.time_operators[1]:
-            yield from records
-            return
-        # The endpoint cannot filter less-than: drop what was updated after the window
-        # (it belongs to the next sync), so state never passes the window's end.
+            return records
         end = parse_klaviyo_datetime(stream_slice[SLICE_END])
-        for record in records:
-            value = record.get(self.cursor_field)
-            if value is None or parse_klaviyo_datetime(value) < end:
-                yield record
+        return [
+            record
+            for record in records
+            if (value := record.get(self.cursor_field)) is None or parse_klaviyo_datetime(value) < end
+        ]
 
 
 class _AccessProbeHandler(KlaviyoErrorHandler):
