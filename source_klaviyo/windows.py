@@ -15,12 +15,12 @@ finished window in the stream's date-range state (see state.py).
 
 from __future__ import annotations
 
+import heapq
 import math
-from collections import deque
 from collections.abc import Iterable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from itertools import pairwise
+from itertools import count, pairwise
 from typing import TYPE_CHECKING, Any
 
 from airbyte_cdk.sources.message import MessageRepository
@@ -109,7 +109,7 @@ class WindowPartition(PlannedPartition):
         if expected > SPLIT_ABOVE_PAGES * page:
             pieces = min(self._windows.max_pieces, math.ceil(expected / (PAGES_PER_WINDOW * page)))
         self._slice.narrow(at)
-        self._windows.add(cut(Window(at, window.end, window.variants), pieces))
+        self._windows.add(Window(at, window.end, window.variants), pieces)
         return True
 
 
@@ -127,22 +127,33 @@ class WindowPlanner(Planner):
         super().__init__(stream.name, slots, pages)
         self.stream = stream
         self.max_pieces = 2 * workers
+        self._workers = workers
         self._ranges = ranges
-        self._pending: deque[Window] = deque()
+        # Windows waiting for a worker, earliest first, so that finished windows join up in the state.
+        self._pending: list[tuple[int, int, Window]] = []
+        self._order = count()
 
     def generate(self) -> Iterable[Partition]:
         for window in self._ranges:
             length = window.end - window.start
-            self._pending.extend(cut(window, max(1, min(self.max_pieces, length // MIN_FIRST_WINDOW_SECONDS))))
+            self._queue(cut(window, max(1, min(self.max_pieces, length // MIN_FIRST_WINDOW_SECONDS))))
         while True:
             with self._changed:
                 if not self.wait_for(lambda: bool(self._pending) or not self._running) or not self._pending:
                     return
-                window = self._pending.popleft()
+                window = heapq.heappop(self._pending)[2]
                 self.started()
             yield WindowPartition(self, window)
 
-    def add(self, windows: Sequence[Window]) -> None:
+    def add(self, rest: Window, pieces: int) -> None:
+        """Queue a rest handed off by a running partition, cut in up to `pieces` but no more than the workers
+        that would otherwise wait: a window started leaves a gap in the state until its own rest is read.
+        (Cutting every dense rest in up to 20 left about 250 gaps at 1M events, all in every STATE.)"""
         with self._changed:
-            self._pending.extend(windows)
+            idle = self._workers - (self._running - 1) - len(self._pending)
+            self._queue(cut(rest, min(pieces, max(1, idle))))
             self._changed.notify_all()
+
+    def _queue(self, windows: Sequence[Window]) -> None:
+        for window in windows:
+            heapq.heappush(self._pending, (window.start, next(self._order), window))

@@ -47,7 +47,14 @@ class FakeStream:
         return self._read(partition)
 
 
+def queued(planner):
+    """The planner's waiting windows, in the order workers get them."""
+    return [entry[-1] for entry in sorted(planner._pending)]
+
+
 def partition_of(planner, start=0, end=100 * DAY):
+    """A running partition of `planner`, as its generate() starts them."""
+    planner.started()
     return WindowPartition(planner, Window(start, end))
 
 
@@ -59,9 +66,24 @@ def test_a_dense_first_page_narrows_the_window_and_hands_off_the_rest_in_density
 
     assert partition.window == Window(0, 3_600)
     assert dict(partition.to_slice()) == {"start": formatted(0), "end": formatted(3_600)}
-    handed = list(planner._pending)
-    assert len(handed) == planner.max_pieces == 8
+    handed = queued(planner)
+    assert len(handed) == 4  # for every worker (this one's about to be free)
     assert_tiles(handed, 3_600, 100 * DAY)
+
+
+def test_rests_are_cut_only_for_idle_workers_and_are_read_earliest_first():
+    """Every window started leaves a gap in the state until its rest is read; cut only for workers that
+    would otherwise wait, and read earliest first, the state stays a few slices long."""
+    planner = WindowPlanner(FakeStream(), [], workers=4)
+    late = partition_of(planner, 50 * DAY, 100 * DAY)
+    early = partition_of(planner, 0, 50 * DAY)
+    assert late.hand_off(at=50 * DAY + 3_600, records_seen=1_000, first=50 * DAY, last=50 * DAY + 3_600)
+    assert len(queued(planner)) == 3  # four workers, one of them still reading `early`
+    assert early.hand_off(at=3_600, records_seen=1_000, first=0, last=3_600)
+    # Every worker has a window waiting: the dense early rest goes back whole, and is read first.
+    assert queued(planner)[0] == Window(3_600, 50 * DAY)
+    assert len(queued(planner)) == 4
+    assert_tiles(queued(planner)[1:], 50 * DAY + 3_600, 100 * DAY)
 
 
 def test_a_window_ends_with_its_page_and_a_short_rest_goes_back_whole():
@@ -70,7 +92,7 @@ def test_a_window_ends_with_its_page_and_a_short_rest_goes_back_whole():
     # 1,000 records in 4,000 s: the remaining 6,000 s hold about 1.5 pages, one window's worth.
     assert partition.hand_off(at=4_000, records_seen=1_000, first=0, last=4_000)
     assert partition.window == Window(0, 4_000)
-    assert list(planner._pending) == [Window(4_000, 10_000)]
+    assert queued(planner) == [Window(4_000, 10_000)]
 
 
 @pytest.mark.parametrize(
