@@ -4,9 +4,11 @@ Events, profiles and exclusions are read in windows of their cursor field.
 The range is first cut into a few windows per worker. A window reads one page: when more
 follow, it narrows itself to what that page covered and hands the untouched
 rest back to the planner, which cuts it into windows sized to the density just
-seen. An empty stretch costs one request; a busy day is read by many workers at
-once; and every page is a finished window, checkpointed as soon as its records
-are out, so a killed sync loses at most the pages in flight.
+seen, as many as there are workers that would otherwise wait. Waiting windows
+are read earliest first. An empty stretch costs one request; a busy day is read
+by many workers at once; every page is a finished window, checkpointed as soon
+as its records are out, so a killed sync loses at most the pages in flight; and
+the state holds few gaps, one per window being read.
 
 State stays exact: a partition reports the window it really covered (its
 slice), windows never overlap, and the CDK's ConcurrentCursor keeps every
