@@ -111,6 +111,21 @@ def test_dense_periods_split_into_more_windows_and_empty_windows_cost_one_reques
     assert all(requests_per_window[window] == 1 for window in quiet), "an empty window costs one request"
 
 
+def test_every_state_holds_a_gap_only_for_windows_not_yet_read(tmp_path):
+    """A rest is cut only for workers that would otherwise wait, and waiting windows are read earliest
+    first, so finished windows join up and every STATE stays a few slices long, however many pages
+    (cutting every dense rest for 20 windows left a gap per window started: 50 slices at 200k events,
+    252 at 1M, all in every STATE)."""
+    sizes = Sizes(campaigns=1, templates=1, lists=1, segments=1, flows=1, profiles=500, events=200_000, event_days=28)
+    with Simulator(Dataset(seed=8, now=NOW, sizes=sizes), Faults()).run_in_thread() as dense:
+        run = read_events(dense, tmp_path)
+        assert len(run.records()) == sizes.events
+    slices = [len(message["state"]["stream"]["stream_state"]["slices"]) for message in run.of_type("STATE")]
+    workers = 10  # the default num_workers; the first cut is 2 windows per worker
+    assert max(slices) <= 2 * workers, (max(slices), slices)
+    assert slices[-1] == 1
+
+
 def test_windows_meet_exactly_where_many_events_share_a_second(tmp_path):
     crowded = Sizes(campaigns=1, templates=1, lists=1, segments=1, flows=1, profiles=50, events=120_000, event_days=1)
     simulator = Simulator(Dataset(seed=9, now=NOW, sizes=crowded), Faults())
