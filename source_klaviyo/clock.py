@@ -55,8 +55,9 @@ def parse_klaviyo_datetime(value: Any) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=256)
 def format_klaviyo_datetime(value: datetime) -> str:
-    """Cached: every STATE writes the bounds of every finished window again (hundreds while a dense range
-    is read in parallel), and most of them are the ones the last STATE wrote."""
+    """Cached: every STATE writes the bounds of every finished window again, most of them the ones the last
+    STATE wrote. A state holds at most two windows per worker; a larger cache only kept a minute's worth of
+    old bounds, pinning memory the pages had freed."""
     return value.astimezone(timezone.utc).strftime(DATETIME_FORMAT)

@@ -14,10 +14,11 @@ callers (the CDK's test entrypoint, the standard suite) get per-record messages.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 from airbyte_cdk.entrypoint import PRINT_BUFFER, AirbyteEntrypoint
@@ -26,11 +27,15 @@ from airbyte_cdk.sources import Source
 from airbyte_cdk.sources.connector_state_manager import HashableStreamDescriptor
 
 
-def record_lines(stream: str, records: Sequence[Mapping[str, Any]], emitted_at: int) -> str:
-    """`records` as RECORD messages, one line each, as AirbyteEntrypoint.airbyte_message_to_string writes them."""
+def record_lines(stream: str, records: Sequence[Mapping[str, Any]], emitted_at: int) -> bytes:
+    """`records` as RECORD messages, one line each, as AirbyteEntrypoint.airbyte_message_to_string writes them
+    (UTF-8). Joined once: a page's lines are a megabyte, and each copy of it is one more to allocate and free."""
     head = b'{"type":"RECORD","record":{"stream":' + orjson.dumps(stream) + b',"data":'
     tail = b',"emitted_at":' + str(emitted_at).encode() + b"}}\n"
-    return (head + (tail + head).join([orjson.dumps(without_nulls(record)) for record in records]) + tail).decode()
+    parts = [tail + head] * (2 * len(records) + 1)
+    parts[0], parts[-1] = head, tail
+    parts[1::2] = [orjson.dumps(without_nulls(record)) for record in records]
+    return b"".join(parts)
 
 
 def without_nulls(record: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -45,7 +50,7 @@ class RecordPage(AirbyteMessage):
         super().__init__(type=Type.RECORD)
         self.stream = stream
         self.count = len(records)
-        self.text = record_lines(stream, records, emitted_at)
+        self.lines = record_lines(stream, records, emitted_at)
         self.written = threading.Event()
 
 
@@ -57,8 +62,12 @@ class KlaviyoEntrypoint(AirbyteEntrypoint):
     ) -> Iterable[AirbyteMessage]:
         for message in super().read(source_spec, config, catalog, state):
             if isinstance(message, RecordPage):
-                # launch() has printed every message before this one: the page goes out in its place.
-                print(message.text, end="")
+                # launch() has printed every message before this one into the CDK's print buffer: flushed, the
+                # page goes out after them, as bytes (no decoding, buffering and encoding a megabyte again),
+                # holding the buffer's lock so that no thread's log line lands inside it.
+                with PRINT_BUFFER.lock:
+                    PRINT_BUFFER.flush()
+                    write_all(sys.__stdout__.buffer, message.lines)  # type: ignore[union-attr]
                 message.written.set()
             else:
                 yield message
@@ -71,6 +80,15 @@ class KlaviyoEntrypoint(AirbyteEntrypoint):
             stream_message_count[HashableStreamDescriptor(name=message.stream, namespace=None)] += message.count
             return message
         return AirbyteEntrypoint.handle_record_counts(message, stream_message_count)
+
+
+def write_all(out: BinaryIO, data: bytes) -> None:
+    """`data` to `out`, flushed. With PYTHONUNBUFFERED (set in many images) stdout's binary layer is the raw
+    file, whose write may take only part of a megabyte when a signal interrupts it."""
+    view = memoryview(data)
+    while view:
+        view = view[out.write(view) :]
+    out.flush()
 
 
 def launch(source: Source, args: list[str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import threading
 from collections import defaultdict
 
@@ -11,7 +12,7 @@ from airbyte_cdk.sources.connector_state_manager import HashableStreamDescriptor
 from hypothesis import given
 from hypothesis import strategies as st
 
-from source_klaviyo.protocol import KlaviyoEntrypoint, RecordPage, record_lines
+from source_klaviyo.protocol import KlaviyoEntrypoint, RecordPage, record_lines, write_all
 from source_klaviyo.windows import WindowPlanner
 from unit_tests.test_windows import FakeStream, partition_of
 
@@ -34,7 +35,20 @@ def test_record_lines_are_the_cdks_serialisation_of_each_record(stream, records,
         + "\n"
         for data in records
     )
-    assert record_lines(stream, records, emitted_at) == expected
+    assert record_lines(stream, records, emitted_at) == expected.encode()
+
+
+@given(data=st.binary(min_size=1, max_size=3_000), most=st.integers(1, 700))
+def test_a_page_is_written_whole_where_stdout_takes_part_of_each_write(data, most):
+    """As the raw stdout of PYTHONUNBUFFERED does when a signal interrupts a write to a full pipe."""
+
+    class Partial(io.BytesIO):
+        def write(self, chunk):
+            return super().write(bytes(chunk[:most]))
+
+    out = Partial()
+    write_all(out, data)
+    assert out.getvalue() == data
 
 
 def test_a_page_counts_its_records_for_the_next_state():
@@ -66,8 +80,8 @@ def test_a_pages_newest_record_goes_through_the_cdk_and_the_rest_as_one_page():
     yielded = list(partition.read())
     assert [record.data["id"] for record in yielded] == ["c", "d", "f"]
     assert all(record.associated_slice is partition.to_slice() for record in yielded)
-    assert [page.text.count("\n") for page in repository.pages] == [2, 1]
-    assert '"data":{"id":"a"}' in repository.pages[0].text and '"data":{"id":"e"}' in repository.pages[1].text
+    assert [page.lines.count(b"\n") for page in repository.pages] == [2, 1]
+    assert b'"data":{"id":"a"}' in repository.pages[0].lines and b'"data":{"id":"e"}' in repository.pages[1].lines
 
 
 def test_a_worker_holds_at_most_one_page_unwritten():
