@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from bisect import bisect_left
 from datetime import timedelta
 
 import pytest
@@ -10,7 +13,7 @@ from airbyte_cdk.sources.streams.call_rate import CallRateLimitHit
 
 from source_klaviyo.endpoints import ENDPOINTS, KLAVIYO_API_URL
 from source_klaviyo.errors import RetryAfterBackoff
-from source_klaviyo.rate_limits import build_budget, usable
+from source_klaviyo.rate_limits import PACE, build_budget, usable
 
 
 def request(path, method="GET"):
@@ -38,10 +41,9 @@ def test_each_endpoint_has_its_own_policy_at_ninety_percent_of_both_windows(revi
         policy = budget.get_matching_policy(request(endpoint.path(revision)))
         assert policy is not None, endpoint.name
         rates = [(rate.limit, rate.interval) for rate in policy._bucket.rates]
-        assert rates == [
-            (usable(endpoint.burst_per_second), 1000),
-            (usable(endpoint.steady_per_minute), 60_000),
-        ]
+        burst = usable(endpoint.burst_per_second)
+        paced = [(-(-burst // 10), 100)] if burst >= 10 else []
+        assert rates == [*paced, (burst, 1000), (usable(endpoint.steady_per_minute), 60_000)]
 
 
 def test_the_reporting_api_keeps_its_two_calls_a_minute_over_a_minute_and_a_tenth():
@@ -106,4 +108,46 @@ def test_profiles_with_predictive_analytics_get_their_lower_tier(revision):
 
     assert limits(predictive) == [usable(10), usable(150)]
     profiles = ENDPOINTS[revision]["profiles"]
-    assert limits(plain) == [usable(profiles.burst_per_second), usable(profiles.steady_per_minute)]
+    burst = usable(profiles.burst_per_second)
+    assert limits(plain) == [-(-burst // 10), burst, usable(profiles.steady_per_minute)]
+
+
+def test_a_burst_is_spent_a_tenth_at_a_time_so_calls_counted_in_any_second_and_a_tenth_stay_within_it():
+    """Calls that arrive up to PACE after the budget counted them still fit Klaviyo's fixed second."""
+    budget = build_budget(KLAVIYO_API_URL, "2026-07-15")
+    events = request("api/events")
+    published = ENDPOINTS["2026-07-15"]["events"].burst_per_second
+    counted = []
+    started = time.monotonic()
+    while time.monotonic() - started < 2.5:
+        budget.acquire_call(events)
+        counted.append(time.monotonic())
+    window = 1 + PACE.total_seconds()
+    assert len(counted) > published  # the read spent more than one burst
+    assert max(bisect_left(counted, at + window) - i for i, at in enumerate(counted)) <= published
+    assert max(bisect_left(counted, at + 1) - i for i, at in enumerate(counted)) <= usable(published)
+
+
+def test_threads_waiting_for_a_full_window_take_turns_instead_of_all_retrying_when_it_frees():
+    budget = build_budget(KLAVIYO_API_URL, "2026-07-15")
+    flows = request("api/flows")
+    policy = budget.get_matching_policy(flows)
+    drain(budget, flows, usable(3))
+    tries = []
+    try_acquire = policy.try_acquire
+
+    def counted_try(*args, **kwargs):
+        tries.append(threading.get_ident())
+        return try_acquire(*args, **kwargs)
+
+    policy.try_acquire = counted_try
+    waiters = [threading.Thread(target=budget.acquire_call, args=(flows,)) for _ in range(6)]
+    for waiter in waiters:
+        waiter.start()
+    for waiter in waiters:
+        waiter.join(10)
+    assert not any(waiter.is_alive() for waiter in waiters)
+    # Three windows of a second for six calls: the caller at the head of the line tries when a window frees
+    # (plus a retry when the millisecond wait rounds short), the next takes the second call. Without turns,
+    # every waiting caller tried at every window (24 to 28 tries measured).
+    assert len(tries) <= 2 * 6
