@@ -293,6 +293,14 @@ def test_faults_disturb_answers(klaviyo_sim, fault, failure):
     assert failure(get(klaviyo_sim, "lists"))
 
 
+def test_faults_switched_on_after_records_were_served_disturb_only_the_requests_after_them(klaviyo_sim):
+    klaviyo_sim.switch_faults_after_records(klaviyo_sim.stats["records_served"] + 15, {"error_rate": 1.0})
+    served = []
+    while (answer := get(klaviyo_sim, "lists", {"page[size]": 10})).status_code == 200:
+        served.append(len(answer.json()["data"]))
+    assert served == [10, 10] and answer.status_code >= 500
+
+
 def test_connection_resets_end_the_request_without_an_answer(klaviyo_sim):
     klaviyo_sim.faults.reset_rate = 1.0
     with pytest.raises(requests.exceptions.ConnectionError):

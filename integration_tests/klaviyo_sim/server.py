@@ -192,11 +192,18 @@ class Simulator:
         self._selections: OrderedDict[tuple, list] = OrderedDict()
         self._prerendered_events: tuple[int, PrerenderedEvents] | None = None  # (dataset version, events)
         self._switches: list[tuple[int, dict[str, Any]]] = []  # (request number, fault changes), see switch_faults_at
+        # (records served, fault changes), see switch_faults_after_records
+        self._record_switches: list[tuple[int, dict[str, Any]]] = []
         self.url = ""
 
     def switch_faults_at(self, request: int, changes: dict[str, Any]) -> None:
         """Change the faults when the `request`-th API request arrives: a fault that starts mid-read."""
         self._switches.append((request, changes))
+
+    def switch_faults_after_records(self, records: int, changes: dict[str, Any]) -> None:
+        """Change the faults for the requests that arrive once `records` resources have been served: a fault
+        that starts after data moved, wherever in the read the pages with data fall."""
+        self._record_switches.append((records, changes))
 
     # -- HTTP -------------------------------------------------------------------------------
     async def serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -235,6 +242,9 @@ class Simulator:
             for switch in [switch for switch in self._switches if switch[0] <= self.stats["requests"]]:
                 self._switches.remove(switch)
                 self.faults.update(switch[1])
+            for switch in [switch for switch in self._record_switches if switch[0] <= self.stats["records_served"]]:
+                self._record_switches.remove(switch)
+                self.faults.update(switch[1])
             if self.faults.latency_ms:
                 await asyncio.sleep(self.faults.latency_ms / 1000)
             draw = self.random.random()
@@ -254,6 +264,8 @@ class Simulator:
             payload = payload[: max(1, len(payload) // 2)]
         if not admin:
             self.stats[f"status_{answer.status}"] += 1
+            if answer.status == 200 and isinstance(answer.body, dict) and isinstance(answer.body.get("data"), list):
+                self.stats["records_served"] += len(answer.body["data"])
         head = [
             f"HTTP/1.1 {answer.status} {REASONS.get(answer.status, 'Error')}",
             f"Content-Type: {answer.content_type}",
