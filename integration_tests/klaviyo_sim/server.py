@@ -191,19 +191,18 @@ class Simulator:
         self.keys_seen: set[str | None] = set()  # API keys the requests carried (header or v1 query)
         self._selections: OrderedDict[tuple, list] = OrderedDict()
         self._prerendered_events: tuple[int, PrerenderedEvents] | None = None  # (dataset version, events)
-        self._switches: list[tuple[int, dict[str, Any]]] = []  # (request number, fault changes), see switch_faults_at
-        # (records served, fault changes), see switch_faults_after_records
-        self._record_switches: list[tuple[int, dict[str, Any]]] = []
+        # (stats counter, the count it must reach, fault changes): see switch_faults_at and _after_records
+        self._switches: list[tuple[str, int, dict[str, Any]]] = []
         self.url = ""
 
     def switch_faults_at(self, request: int, changes: dict[str, Any]) -> None:
         """Change the faults when the `request`-th API request arrives: a fault that starts mid-read."""
-        self._switches.append((request, changes))
+        self._switches.append(("requests", request, changes))
 
     def switch_faults_after_records(self, records: int, changes: dict[str, Any]) -> None:
         """Change the faults for the requests that arrive once `records` resources have been served: a fault
         that starts after data moved, wherever in the read the pages with data fall."""
-        self._record_switches.append((records, changes))
+        self._switches.append(("records_served", records, changes))
 
     # -- HTTP -------------------------------------------------------------------------------
     async def serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -239,12 +238,9 @@ class Simulator:
         admin = target.startswith("/__sim/")
         if not admin:
             self.stats["requests"] += 1
-            for switch in [switch for switch in self._switches if switch[0] <= self.stats["requests"]]:
+            for switch in [switch for switch in self._switches if switch[1] <= self.stats[switch[0]]]:
                 self._switches.remove(switch)
-                self.faults.update(switch[1])
-            for switch in [switch for switch in self._record_switches if switch[0] <= self.stats["records_served"]]:
-                self._record_switches.remove(switch)
-                self.faults.update(switch[1])
+                self.faults.update(switch[2])
             if self.faults.latency_ms:
                 await asyncio.sleep(self.faults.latency_ms / 1000)
             draw = self.random.random()
