@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -9,12 +10,16 @@ from pathlib import Path
 import pytest
 
 from integration_tests.klaviyo_sim import Dataset, Faults, Simulator, Sizes
-from source_klaviyo.clock import NOW_VARIABLE, format_klaviyo_datetime
+from source_klaviyo.clock import NOW_VARIABLE
 
 # One pinned "now" for the whole run, for the simulators' data and every connector the tests start
-# (they inherit SOURCE_KLAVIYO_NOW), so data, reads and the expectations computed from them agree.
+# (they inherit SOURCE_KLAVIYO_NOW), so data, reads and the expectations computed from them agree. The
+# connectors' clock reads it with a random fraction of a second, as a real clock would.
 NOW = int(datetime.now(timezone.utc).timestamp())
-os.environ[NOW_VARIABLE] = format_klaviyo_datetime(datetime.fromtimestamp(NOW, timezone.utc))
+PINNED_NOW = datetime.fromtimestamp(NOW + random.randrange(1, 1_000_000) / 1e6, timezone.utc)
+os.environ[NOW_VARIABLE] = PINNED_NOW.isoformat().replace("+00:00", "Z")
+# The environment of a connector on the machine's own clock: the incremental and kill tests run once on it.
+WALL_CLOCK = {name: value for name, value in os.environ.items() if name != NOW_VARIABLE}
 SMALL = Sizes(campaigns=30, templates=24, lists=25, segments=25, flows=9, profiles=300, events=2_000, event_days=45)
 
 

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,11 +68,13 @@ def run_connector(
     timeout: float = 600,
     flags: Iterable[str] = (),
     after_records: tuple[int, Callable[[], None]] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Run:
     """`source-klaviyo <command> [flags]` with the given files written into `folder` (a str is written as is).
 
     `after_records=(n, action)` calls `action` as soon as the n-th record has been printed, while the
-    connector goes on reading (e.g. to change the simulator's faults in the middle of a read).
+    connector goes on reading (e.g. to change the simulator's faults in the middle of a read). `env`
+    replaces the environment (e.g. conftest's WALL_CLOCK, without the pinned now).
     """
     args = [CONNECTOR, command, *flags]
     for flag, content in (("--config", config), ("--catalog", catalog), ("--state", state)):
@@ -81,11 +83,11 @@ def run_connector(
             path.write_text(content if isinstance(content, str) else json.dumps(content))
             args += [flag, str(path)]
     if after_records is None:
-        finished = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+        finished = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env)
         return Run(finished.returncode, list(parse_lines(finished.stdout.splitlines())), finished.stderr)
     count, action = after_records
     with tempfile.TemporaryFile("w+") as stderr:
-        process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, text=True)
+        process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
         messages, records = [], 0
         for message in parse_lines(process.stdout):
             messages.append(message)

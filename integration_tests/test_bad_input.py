@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -15,10 +16,14 @@ from airbyte_cdk.utils.airbyte_secrets_utils import update_secrets
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from integration_tests.conftest import NOW
 from integration_tests.connector_cli import configured_catalog, discovered_catalog, parse_lines, run_connector
 from integration_tests.expectations import all_history_config
+from integration_tests.klaviyo_sim import Dataset, Faults, Simulator, Sizes
+from source_klaviyo import source as source_module
 from source_klaviyo.clock import parse_klaviyo_datetime
 from source_klaviyo.config import BackfillWindows
+from source_klaviyo.rate_limits import KlaviyoAPIBudget
 from source_klaviyo.run import run
 from source_klaviyo.source import SourceKlaviyo
 
@@ -78,15 +83,21 @@ def configs(draw, base: dict[str, Any], fields: list[str]) -> dict[str, Any]:
     return config
 
 
-def run_in_process(capfd, command: str, config: dict[str, Any], folder) -> tuple[int, list[dict[str, Any]], str]:
-    """(exit code, stdout messages, all output) of `source-klaviyo <command> --config ...` in this process."""
-    path = folder / "config.json"
-    path.write_text(json.dumps(config))
+def run_in_process(
+    capfd, command: str, config: dict[str, Any], folder, **files: Any
+) -> tuple[int, list[dict[str, Any]], str]:
+    """(exit code, stdout messages, all output) of `source-klaviyo <command> --config ... [--catalog/--state ...]`
+    in this process."""
+    args = []
+    for name, content in {"config": config, **files}.items():
+        path = folder / f"{name}.json"
+        path.write_text(json.dumps(content))
+        args += [f"--{name}", str(path)]
     update_secrets([])  # each example starts as a fresh process would
     capfd.readouterr()
     code = 0
     try:
-        run([command, "--config", str(path)])
+        run([command, *args])
     except SystemExit as exit_:
         code = exit_.code or 0
     out, err = capfd.readouterr()
@@ -94,6 +105,7 @@ def run_in_process(capfd, command: str, config: dict[str, Any], folder) -> tuple
 
 
 def config_error(messages: list[dict[str, Any]]) -> str | None:
+    """The message of the one config error among `messages` (None: no error); any other error fails the test."""
     errors = [m["trace"]["error"] for m in messages if m["type"] == "TRACE" and m["trace"]["type"] == "ERROR"]
     assert len(errors) <= 1, errors
     if not errors:
@@ -106,10 +118,10 @@ def assert_human(message: str | None) -> None:
     assert message and len(message) > 20 and UNHANDLED not in message, message
 
 
-def report_fuzz(reliability_report, command: str, outcomes: Counter[str], expected: str) -> None:
+def report_fuzz(reliability_report, command: str, outcomes: Counter[str], expected: str, what: str = "config") -> None:
     reliability_report(
         {
-            "scenario": f"config fuzz (hypothesis): {command} on {sum(outcomes.values())} configs",
+            "scenario": f"{what} fuzz (hypothesis): {command} on {sum(outcomes.values())} {what}s",
             "expected": expected,
             "result": ", ".join(f"{count} {kind}" for kind, count in sorted(outcomes.items())) + ", 0 tracebacks",
         }
@@ -353,3 +365,134 @@ def test_check_with_an_unreadable_config_reports_failed(tmp_path):
     statuses = [m["connectionStatus"] for m in run.of_type("CONNECTION_STATUS")]
     assert run.returncode == 0 and "Traceback" not in run.text
     assert statuses and statuses[0]["status"] == "FAILED" and "is not valid JSON" in statuses[0]["message"]
+
+
+# The state file fuzz: streams of each state shape (stream -> (shape, cursor field, parent field)).
+FUZZED_STREAMS = {
+    "events": ("date-range", "datetime", None),
+    "templates": ("date-range", "updated", None),
+    "list_memberships": ("parents", "joined_group_at", "list_id"),
+    "campaign_messages": ("parents", None, "campaign_id"),
+    "flow_values_reports": ("report", "start", None),
+}
+TINY = Sizes(campaigns=3, templates=3, lists=2, segments=1, flows=2, profiles=30, events=60, event_days=10, coupons=1)
+moments = st.one_of(
+    st.sampled_from(
+        ["2026-11-01T00:00:00Z", "2026-11-01T00:00:00+00:00", "2099-01-01T00:00:00Z", "9999-12-31T23:59:59Z"]
+    ),
+    st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31), timezones=st.just(timezone.utc)).map(
+        lambda moment: moment.isoformat()
+    ),
+    values,
+)
+
+
+@st.composite
+def stream_states(draw, stream: str) -> Any:
+    """A state of `stream` in its own shape, with some values out of place, or another stream's shape, or any JSON."""
+    shape, cursor, parent = FUZZED_STREAMS.get(stream, draw(st.sampled_from(list(FUZZED_STREAMS.values()))))
+    choice = draw(st.integers(0, 9))
+    if choice == 0:
+        return draw(json_values)
+    if choice == 1:
+        return {}
+    if shape == "date-range" and choice < 6:
+        pieces = draw(st.lists(st.fixed_dictionaries({"start": moments, "end": moments}), min_size=1, max_size=3))
+        state = {"state_type": "date-range", "slices": pieces}
+        if draw(st.booleans()):
+            state["unfinished_sync_end"] = draw(moments)
+        return state
+    if shape == "parents":
+        entries = draw(
+            st.lists(
+                st.fixed_dictionaries(
+                    {
+                        "partition": st.fixed_dictionaries({parent: st.sampled_from(["A", "B", "zz"]) | values}),
+                        "cursor": st.fixed_dictionaries({cursor: moments}) if cursor else st.just({}),
+                    },
+                    optional={"next_page": st.sampled_from(["api/lists/A/profiles?page%5Bcursor%5D=x", "http://x/y"])},
+                ),
+                max_size=3,
+            )
+        )
+        return {"states": entries, **({"unfinished_sync_end": draw(moments)} if draw(st.booleans()) else {})}
+    return {cursor or "updated": draw(moments), **({"quota": draw(json_values)} if draw(st.booleans()) else {})}
+
+
+@st.composite
+def state_messages(draw) -> tuple[dict[str, Any], str | None]:
+    """One state message in a shape platforms send, and the stream it names (None: it names none)."""
+    stream = draw(st.sampled_from([*FUZZED_STREAMS, "no_such_stream"]))
+    state = draw(stream_states(stream))
+    shape = draw(st.sampled_from(["stream", "typeless", "namespace", "legacy", "global", "garbage"]))
+    descriptor: dict[str, Any] = {"name": stream}
+    if shape == "namespace":
+        descriptor["namespace"] = draw(st.sampled_from([None, "", "klaviyo"]))
+    if shape in ("stream", "typeless", "namespace"):
+        message = {"stream": {"stream_descriptor": descriptor, "stream_state": state}}
+        return ({"type": "STREAM", **message} if shape != "typeless" else message), stream
+    if shape == "legacy":
+        return {"type": "LEGACY", "data": {stream: state}}, stream if isinstance(state, dict) else None
+    if shape == "global":
+        shared = draw(st.none() | st.just({}))
+        entries = [{"stream_descriptor": descriptor, "stream_state": state}]
+        return {"type": "GLOBAL", "global": {"shared_state": shared, "stream_states": entries}}, stream
+    return draw(st.dictionaries(st.sampled_from(["type", "data", "stream", "global"]), json_values, max_size=2)), None
+
+
+@st.composite
+def state_files(draw) -> tuple[Any, set[str]]:
+    """A state file's content, and the streams its messages name."""
+    if draw(st.integers(0, 9)) == 0:
+        return draw(json_values), set()
+    drawn = draw(st.lists(state_messages(), max_size=4))
+    return [message for message, _ in drawn], {stream for _, stream in drawn if stream}
+
+
+@pytest.mark.parametrize("derandomize", [True, False], ids=["fixed-examples", "random-seed"])
+def test_fuzzed_state_files_resume_or_say_why_not_and_never_end_in_a_traceback(
+    capfd, tmp_path, monkeypatch, reliability_report, derandomize
+):
+    """A read of one stream of each state shape, with the state file fuzzed: each stream a message names is either
+    resumed or named in a log line (the connector says what it did with every state it was given); a file no state
+    can be taken from is one config error; never a traceback. In process, against a tiny account, with the rate
+    limits off on both sides (the report endpoints allow 2 requests a minute; rate limits are not under test here)."""
+    monkeypatch.setattr(source_module, "build_budget", lambda api_url, revision: KlaviyoAPIBudget(policies=[]))
+    outcomes: Counter[str] = Counter()
+    with Simulator(Dataset(seed=5, now=NOW, sizes=TINY), Faults(rate_limit_scale=0)).run_in_thread() as sim:
+        config = all_history_config(sim.dataset, sim.url)
+        catalog = configured_catalog(discovered_catalog(tmp_path, config), FUZZED_STREAMS)
+
+        @settings(
+            max_examples=40 if derandomize else 25,
+            deadline=None,
+            derandomize=derandomize,
+            database=None,
+            suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+        )
+        @given(drawn=state_files())
+        def read(drawn):
+            content, named = drawn
+            code, messages, output = run_in_process(capfd, "read", config, tmp_path, catalog=catalog, state=content)
+            assert "Traceback" not in output and UNHANDLED not in output, output[-3000:]
+            assert not [m for m in messages if m["type"] == "UNPARSED"], output[-3000:]
+            error = config_error(messages)
+            if code:
+                assert_human(error)
+                outcomes["config error"] += 1
+                return
+            assert error is None, error
+            logs = " ".join(m["log"]["message"] for m in messages if m["type"] == "LOG")
+            silent = sorted(stream for stream in named if f"tream {stream} " not in logs and f"{stream}:" not in logs)
+            assert not silent, f"nothing said about the state of {silent}"
+            outcomes["read"] += 1
+
+        read()
+    report_fuzz(
+        reliability_report,
+        f"read ({'fixed' if derandomize else 'random'} examples)",
+        outcomes,
+        "each stream a state names is resumed or named in a warning; else one config error; never a traceback",
+        what="state file",
+    )
+    assert outcomes["read"], "the fuzz reached reads"

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Iterator
 
 import pytest
 from jsonschema import Draft7Validator
 
-from integration_tests.conftest import NOW
+from integration_tests.conftest import NOW, WALL_CLOCK
 from integration_tests.connector_cli import configured_catalog, discovered_catalog, run_connector
 from integration_tests.expectations import utc
 from integration_tests.klaviyo_sim import FULL_ACCESS_KEY, Dataset, Faults, Simulator, Sizes
 from integration_tests.klaviyo_sim.contract import parse_filter
 from integration_tests.klaviyo_sim.data import DAY, iso
 from integration_tests.klaviyo_sim.query import literal
+from source_klaviyo.state import UNFINISHED
 from source_klaviyo.windows import PAGES_PER_WINDOW
 
 EVENTS = Sizes(
@@ -201,6 +203,28 @@ def test_the_lookback_picks_up_late_events_and_a_sync_never_repeats_one(sim, tmp
     ids = [r["id"] for r in with_lookback.records()]
     assert late <= set(ids), "the 24-hour lookback reads them"
     assert len(ids) == len(set(ids))
+
+
+def test_on_the_wall_clock_a_finished_sync_is_final_and_the_next_one_reads_the_events_that_arrived_late(tmp_path):
+    """How every production sync runs: the machine's clock, whose `now` has microseconds (a whole-second pinned clock
+    hid that the final state of every finished sync kept its `unfinished_sync_end`, so the next skipped its
+    lookback). Some events of the last hours arrive late: dated before the first sync's end, shown after it."""
+    sizes = Sizes(campaigns=1, templates=1, lists=1, segments=1, flows=1, profiles=50, events=3_000, event_days=3)
+    with Simulator(Dataset(seed=11, now=int(time.time()), sizes=sizes), Faults()).run_in_thread() as wall:
+        wall.dataset.delay_events(every=7, within_seconds=6 * 3600)
+        late = {wall.dataset.events.record(i).id for i in wall.dataset.late_events}
+        streams = catalog(wall, tmp_path, ["events"])
+        first = run_connector("read", tmp_path, config=settings(wall), catalog=streams, env=WALL_CLOCK)
+        assert first.returncode == 0, first.errors()
+        assert UNFINISHED not in first.stream_state("events"), first.stream_state("events")
+        assert late and not late & {record["id"] for record in first.records()}
+
+        wall.dataset.reveal()
+        second = run_connector(
+            "read", tmp_path, config=settings(wall), catalog=streams, state=first.final_states(), env=WALL_CLOCK
+        )
+    assert second.returncode == 0, second.errors()
+    assert late <= {record["id"] for record in second.records()}, "the late events were read"
 
 
 def test_the_metric_filter_reads_only_the_chosen_metrics(sim, tmp_path):

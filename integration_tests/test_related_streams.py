@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from integration_tests.conftest import NOW
+from integration_tests.conftest import NOW, WALL_CLOCK
 from integration_tests.connector_cli import (
     configured_catalog,
     discovered_catalog,
@@ -18,6 +18,7 @@ from integration_tests.connector_cli import (
 from integration_tests.expectations import all_history_ids, key
 from integration_tests.klaviyo_sim import FULL_ACCESS_KEY, Dataset, Faults, Simulator, Sizes
 from integration_tests.klaviyo_sim.data import DAY, iso
+from source_klaviyo.clock import NOW_VARIABLE
 
 SIZES = Sizes(
     campaigns=30, templates=4, lists=8, segments=6, flows=6, profiles=1_200, events=6_000, event_days=30, coupons=5
@@ -172,3 +173,24 @@ def test_a_parent_deleted_between_two_pages_ends_that_parent_with_a_warning_not_
         for i, _ in sim.dataset.members("lists", kept.id)
     }
     assert {key("list_memberships", r) for r in run.records() if r["list_id"] != doomed.id} == others
+
+
+def test_per_parent_reads_end_at_the_commands_now_as_windowed_reads_do(sim, tmp_path):
+    """With the connector's clock pinned 60 days before the data's end, no membership joined and no flow action
+    updated after it is read: one `now` bounds every read."""
+    pinned = NOW - 60 * DAY
+    config = settings(sim)
+    catalog = configured_catalog(discovered_catalog(tmp_path, config), ["list_memberships", "flow_actions"])
+    environment = {**WALL_CLOCK, NOW_VARIABLE: iso(pinned).replace("+00:00", ".25Z")}
+    run = run_connector("read", tmp_path, config=config, catalog=catalog, env=environment)
+    assert run.returncode == 0, run.errors()
+
+    members = {
+        (parent.id, sim.dataset.profiles.ids[index])
+        for parent in sim.dataset.collection("lists")
+        for index, joined in sim.dataset.members("lists", parent.id)
+        if joined < pinned
+    }
+    assert {key("list_memberships", record) for record in run.records("list_memberships")} == members
+    assert members, "some members joined before the pinned now"
+    assert all(record["updated"] < iso(pinned) for record in run.records("flow_actions"))

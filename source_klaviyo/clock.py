@@ -1,9 +1,9 @@
 """The connector's one clock, and Klaviyo's datetime format.
 
 Nothing else reads the wall clock: a command takes `now` once from the source's
-clock, and every window, backfill start and check of a date derives from it.
-Tests inject a fixed clock (or set SOURCE_KLAVIYO_NOW for a connector they run
-as a process), so they pass on any date.
+clock (`command_now`, in whole seconds), and every window, backfill start and
+check of a date derives from it. Tests inject a fixed clock (or set
+SOURCE_KLAVIYO_NOW for a connector they run as a process), so they pass on any date.
 """
 
 from __future__ import annotations
@@ -12,6 +12,9 @@ import functools
 import os
 from datetime import datetime, timezone
 from typing import Any, Protocol
+
+from airbyte_cdk.models import FailureType
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 # Klaviyo opened in 2012; no Klaviyo record is older, so no window starts earlier.
 KLAVIYO_EPOCH = datetime(2012, 1, 1, tzinfo=timezone.utc)
@@ -42,9 +45,31 @@ class FixedClock:
 
 
 def clock_from_environment() -> Clock:
-    """The system clock, or a fixed one when SOURCE_KLAVIYO_NOW holds a `YYYY-MM-DDTHH:MM:SSZ`."""
+    """The system clock, or a fixed one when SOURCE_KLAVIYO_NOW holds an ISO datetime (`2026-12-06T03:14:07Z`,
+    fractions of a second allowed); anything else there is a config error, not a traceback."""
     pinned = os.environ.get(NOW_VARIABLE)
-    return FixedClock(parse_klaviyo_datetime(pinned)) if pinned else SystemClock()
+    if not pinned:
+        return SystemClock()
+    try:
+        moment = parse_klaviyo_datetime(pinned.strip())
+    except ValueError:
+        moment = None
+    if moment is None or not EARLIEST_DATE <= moment < LATEST_DATE:
+        raise AirbyteTracedException(
+            message=f"{NOW_VARIABLE} is {pinned!r}, which is no datetime like 2026-12-06T03:14:07Z between 1970 and "
+            "2100. Set it to one, or unset it to read the system clock.",
+            failure_type=FailureType.config_error,
+        )
+    return FixedClock(moment)
+
+
+def command_now(clock: Clock) -> datetime:
+    """The command's one `now`, in UTC and whole seconds: Klaviyo's datetimes and this connector's state have
+    second precision, and comparing a window end written in seconds with a `now` that had microseconds made
+    every finished sync look interrupted (its next sync then skipped the lookback)."""
+    moment = clock.now()
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).replace(microsecond=0)
 
 
 def parse_klaviyo_datetime(value: Any) -> datetime:

@@ -3,8 +3,8 @@
 The CDK reads these files through `Source.read_config`, `read_catalog` and
 `read_state`, and answers an unreadable one with a traceback. The source's
 overrides call these functions instead: a missing file, bad JSON or the wrong
-shape is one config error that names the file and the problem. State in older
-shapes is handed to `state.py`, which takes it over.
+shape is one config error that names the file and the problem. State in other
+shapes is handed to `incoming_state.py`, which takes it over.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from airbyte_cdk.models import (
 )
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from source_klaviyo.state import legacy_streams, stream_messages
+from source_klaviyo.incoming_state import legacy_streams, stream_messages
 
 
 def config_file(path: str) -> dict[str, Any]:

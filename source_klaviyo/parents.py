@@ -18,6 +18,7 @@ from airbyte_cdk.sources.message import MessageRepository
 from airbyte_cdk.sources.streams.concurrent.partitions.partition import Partition
 
 from source_klaviyo.planning import IdentitySlice, PlannedPartition, Planner, ReadSlots
+from source_klaviyo.state import ResumePoint
 
 if TYPE_CHECKING:
     from source_klaviyo.state import ParentCursor
@@ -43,11 +44,17 @@ class ParentPartition(PlannedPartition):
         self.parent_id = parent_id
 
     def pages(self) -> Iterator[list[MutableMapping[str, Any]]]:
-        return self._parents.stream.read_parent(self.parent_id, self._parents.cursor.since(self.parent_id))
+        cursor = self._parents.cursor
+        start = cursor.resume_point(self.parent_id) or ResumePoint(None)
+        for page in self._parents.stream.read_parent(self.parent_id, start):
+            yield page.records
+            if page.next_page:
+                # The page's records are queued by now: its progress may go into the next STATE.
+                cursor.page_read(self._slice, page.next_page)
 
 
 class ParentPlanner(Planner):
-    """Yields a partition per parent the cursor has not finished, at most `at_once` running."""
+    """Yields a partition per parent the cursor has something to read of, at most `at_once` running."""
 
     def __init__(
         self,
@@ -65,8 +72,8 @@ class ParentPlanner(Planner):
     def generate(self) -> Iterable[Partition]:
         # Every id first: reading parents holds a read slot, which the partitions need too.
         for parent_id in list(self.stream.parents()):
-            if self.cursor.finished(parent_id):
-                continue  # read by the interrupted sync this one resumes
+            if self.cursor.resume_point(parent_id) is None:
+                continue  # read by the interrupted sync this one resumes, or its state lies after now
             with self._changed:
                 if not self.wait_for(lambda: self._running < self.at_once):
                     return

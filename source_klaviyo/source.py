@@ -50,13 +50,14 @@ from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_klaviyo import inputs
-from source_klaviyo.clock import Clock, clock_from_environment
+from source_klaviyo.clock import Clock, clock_from_environment, command_now
 from source_klaviyo.config import DEFAULT_NUM_WORKERS, MIN_RETRY_BUDGET, KlaviyoConfig, in_current_form, parse_config
 from source_klaviyo.errors import StreamFailed, key_rejected_message, missing_scopes_message
+from source_klaviyo.incoming_state import Resumes, resumable
 from source_klaviyo.parents import ParentPlanner
 from source_klaviyo.planning import ReadSlots
 from source_klaviyo.rate_limits import KlaviyoAPIBudget, build_budget
-from source_klaviyo.state import ParentCursor, ReportCursor, Resumes, build_cursor, resumable
+from source_klaviyo.state import ParentCursor, ReportCursor, build_cursor
 from source_klaviyo.streams import (
     STREAM_CLASSES,
     ChildStream,
@@ -118,7 +119,7 @@ class SourceKlaviyo(ConcurrentSourceAdapter):
         self._queue: Queue[QueueItem] = Queue(maxsize=QUEUE_SIZE)
         self._messages = ConcurrentMessageRepository(self._queue, InMemoryMessageRepository())
         self._settings: KlaviyoConfig | None = None
-        self._now = self._clock.now()
+        self._now = command_now(self._clock)
         super().__init__(self._engine(DEFAULT_NUM_WORKERS, planners=1))
         self._state: list[AirbyteStateMessage] = []
         self._choices = ReadChoices()
@@ -142,7 +143,7 @@ class SourceKlaviyo(ConcurrentSourceAdapter):
 
     def configure(self, config: Mapping[str, Any], temp_dir: str) -> Mapping[str, Any]:
         """Parse the config once, before any command runs: a bad one ends as one clear config error."""
-        self._now = self._clock.now()
+        self._now = command_now(self._clock)
         self._settings = parse_config(config, self._now)
         return super().configure(in_current_form(config), temp_dir)
 
@@ -166,7 +167,14 @@ class SourceKlaviyo(ConcurrentSourceAdapter):
         )
 
     def check(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteConnectionStatus:
-        succeeded, message = self.check_connection(logger, config)
+        """One CONNECTION_STATUS, whatever happens: when Klaviyo cannot be reached, FAILED says why (the CDK would
+        print the error as a TRACE, raise it, and print it again, with no status)."""
+        try:
+            succeeded, message = self.check_connection(logger, config)
+        except AirbyteTracedException as error:
+            if error.failure_type == FailureType.config_error:
+                raise
+            succeeded, message = False, filter_secrets(error.message or str(error))
         return AirbyteConnectionStatus(status=Status.SUCCEEDED if succeeded else Status.FAILED, message=message)
 
     def check_connection(self, logger: logging.Logger, config: Mapping[str, Any]) -> tuple[bool, str | None]:
@@ -273,6 +281,10 @@ class SourceKlaviyo(ConcurrentSourceAdapter):
         catalog = super().discover(logger, config)
         offered = {cls.name for cls in STREAM_CLASSES if self._offered(cls, self.settings(config))}
         catalog.streams = [stream for stream in catalog.streams if stream.name in offered]
+        # Per-parent streams resume an interrupted full refresh parent by parent; the CDK only knows cursor streams do.
+        resumable = {cls.name for cls in STREAM_CLASSES if cls.resumes_full_refresh}
+        for stream in catalog.streams:
+            stream.is_resumable = stream.is_resumable or stream.name in resumable
         return catalog
 
     def _offered(self, stream_class: type[KlaviyoStream], config: KlaviyoConfig) -> bool:
@@ -361,14 +373,14 @@ class SourceKlaviyo(ConcurrentSourceAdapter):
             return self.convert_to_concurrent_stream(logger, stream, state_manager, progress)
         if isinstance(stream, ChildStream):
             cursor: Cursor = ParentCursor(
-                stream.name,
-                stream.parent_field,
-                (stream.cursor_field or None) if stream.name in self._choices.incremental else None,
-                state_manager,
-                self.message_repository,
-                stream.window_start,
-                config.start_date,
-                self._now,
+                stream_name=stream.name,
+                parent_field=stream.parent_field,
+                cursor_field=(stream.cursor_field or None) if stream.name in self._choices.incremental else None,
+                state_manager=state_manager,
+                message_repository=self.message_repository,
+                now=self._now,
+                first_sync_start=stream.window_start,
+                start_date=config.start_date,
             )
             planner: PartitionGenerator = ParentPlanner(
                 stream, cursor, config.num_workers, self._choices.slots, self._pages
@@ -378,14 +390,12 @@ class SourceKlaviyo(ConcurrentSourceAdapter):
         if isinstance(stream, MetricAggregates) and stream.name in self._choices.incremental:
             # One partition per query, each with its newest interval read; the stream re-reads from there.
             date_cursor = ParentCursor(
-                stream.name,
-                stream.parent_field,
-                stream.cursor_field,
-                state_manager,
-                self.message_repository,
-                None,
-                None,
-                self._now,
+                stream_name=stream.name,
+                parent_field=stream.parent_field,
+                cursor_field=stream.cursor_field,
+                state_manager=state_manager,
+                message_repository=self.message_repository,
+                now=self._now,
             )
         elif isinstance(stream, IncrementalKlaviyoStream) and not isinstance(stream, EventsCustomDates):
             lookback = timedelta(hours=config.event_lookback_hours) if isinstance(stream, Events) else None

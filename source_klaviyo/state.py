@@ -1,7 +1,7 @@
-"""Incremental state in one place: its shape, the older shapes it takes over, and where a sync resumes.
+"""The state this connector writes, and where each stream resumes from it.
 
-Shape. An incremental stream's state is the CDK's date-range state, the windows
-already read (merged where they touch):
+Windowed and dated streams. An incremental stream's state is the CDK's
+date-range state, the windows already read (merged where they touch):
 
     {"state_type": "date-range",
      "slices": [{"start": "2026-10-01T00:00:00Z", "end": "2026-10-20T06:00:00Z",
@@ -13,13 +13,9 @@ every finished window. While a sync runs, its STATE also carries
 `"unfinished_sync_end"`: the end of the range that sync set out to read. A sync
 that resumes from such a state reads only what is missing; a sync after a
 finished one also looks back (events: `event_lookback_hours`) for late records.
-
-Older shapes are taken over: `{"<cursor field>": "<datetime>"}` (this
-connector's earlier state and the official connector's) becomes one finished
-window ending there; a legacy state file (an object of per-stream states) and
-LEGACY or GLOBAL state messages become per-stream states. What cannot be used
-is dropped with a warning that names it: that stream then reads as on a first
-sync, which re-reads but never skips.
+The single-value shape `{"<cursor field>": "<datetime>"}` (this connector's
+earlier state and the official connector's) is one finished window ending there.
+incoming_state.py turns what a platform sends into these shapes.
 
 Resume rules (`build_cursor`):
 - without state, a sync starts at the stream's backfill start (the later of its
@@ -31,24 +27,20 @@ Resume rules (`build_cursor`):
   record Klaviyo shows a moment late is not skipped), minus the lookback;
   after an interrupted one, it is the end of the last window finished;
 - a full refresh ignores state.
+
+Per-parent streams and Reporting API streams keep the shapes of `ParentCursor`
+and `ReportCursor` below.
 """
 
 from __future__ import annotations
 
-import logging
+import math
 import threading
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airbyte_cdk.models import AirbyteStateBlob as Blob
-from airbyte_cdk.models import (
-    AirbyteStateMessage,
-    AirbyteStateType,
-    AirbyteStreamState,
-    StreamDescriptor,
-)
 from airbyte_cdk.sources.connector_state_manager import ConnectorStateManager
 from airbyte_cdk.sources.message import MessageRepository
 from airbyte_cdk.sources.streams import NO_CURSOR_STATE_KEY
@@ -59,19 +51,16 @@ from airbyte_cdk.sources.streams.concurrent.state_converters.datetime_stream_sta
 )
 from airbyte_cdk.sources.types import Record
 
-from source_klaviyo.clock import (
-    EARLIEST_DATE,
-    KLAVIYO_EPOCH,
-    LATEST_DATE,
-    format_klaviyo_datetime,
-    parse_klaviyo_datetime,
-)
+from source_klaviyo.clock import KLAVIYO_EPOCH, format_klaviyo_datetime, parse_klaviyo_datetime
 
-logger = logging.getLogger("airbyte")
 SLICE_START, SLICE_END, MOST_RECENT = "start", "end", "most_recent_cursor_value"
 UNFINISHED = "unfinished_sync_end"
-# Clocks disagree a little; a state this far past now is no clock skew but a state that would skip data.
-FUTURE_TOLERANCE = timedelta(days=1)
+# In a per-parent state: the link (path and query) of the next page of a parent whose read was interrupted.
+NEXT_PAGE = "next_page"
+# A per-parent STATE lists every parent (about 85 bytes each). It goes out after each page or parent finished while
+# the stream has up to this many parents, and after every k-th one with k = parents / this: an account with a
+# thousand lists writes a STATE every 20 pages (about 40 bytes of state per record) rather than 85 KB a page.
+PARENTS_PER_STATE_STEP = 50
 
 
 class KlaviyoDatetimeConverter(IsoMillisConcurrentStreamStateConverter):
@@ -173,147 +162,30 @@ def _up_to_newest_record(state: Mapping[str, Any]) -> dict[str, Any]:
     return {**state, "slices": slices}
 
 
-def stream_messages(messages: Iterable[AirbyteStateMessage]) -> list[AirbyteStateMessage]:
-    """The input state as per-stream STATE messages: LEGACY and GLOBAL messages are taken apart.
+@dataclass
+class ParentProgress:
+    """How far one parent is read: its newest cursor value, and while it is being read, its next page's link."""
 
-    A GLOBAL message's shared state means nothing to this connector's streams, and
-    a LEGACY message's `data` holds per-stream states only when it is an object of
-    objects; whatever is left out is named in a warning.
-    """
-    streams: list[AirbyteStateMessage] = []
-    for message in messages:
-        if message.type == AirbyteStateType.GLOBAL and message.global_:
-            shared = message.global_.shared_state
-            if shared and shared.__dict__:
-                logger.warning(
-                    f"Dropping the shared part of a GLOBAL state ({sorted(shared.__dict__)}): "
-                    "this connector keeps its state per stream."
-                )
-            streams += [
-                per_stream(item.stream_descriptor.name, item.stream_state)
-                for item in message.global_.stream_states or []
-            ]
-        elif message.type in (AirbyteStateType.LEGACY, None) and message.data is not None:
-            streams += legacy_streams(message.data, "a LEGACY state message")
-        elif message.stream:
-            streams.append(message)
-        else:
-            logger.warning(f"Dropping a {message.type} state message that holds no stream's state.")
-    return streams
-
-
-def legacy_streams(data: Any, where: str) -> list[AirbyteStateMessage]:
-    """Per-stream messages from an object mapping stream names to their states (the pre-2022 shape)."""
-    if not isinstance(data, Mapping) or not all(isinstance(value, Mapping) for value in data.values()):
-        logger.warning(f"Dropping {where}: it is not an object of per-stream states, so no stream can resume from it.")
-        return []
-    logger.warning(f"Reading {where} (an object of per-stream states) as one state per stream: {sorted(data)}.")
-    return [per_stream(name, value) for name, value in data.items()]
-
-
-def per_stream(name: str, state: Any) -> AirbyteStateMessage:
-    blob = state if isinstance(state, Blob) else Blob(**dict(state or {}))
-    return AirbyteStateMessage(
-        type=AirbyteStateType.STREAM,
-        stream=AirbyteStreamState(stream_descriptor=StreamDescriptor(name=name), stream_state=blob),
-    )
+    value: str = ""
+    next_page: str = ""
 
 
 @dataclass(frozen=True)
-class Resumes:
-    """How a stream of this read resumes: by its cursor field, per parent when it has a parent field.
+class ResumePoint:
+    """Where a parent is read from: `since` (None: all of it; `after`: only what is newer), or its interrupted
+    read's `next_page` link."""
 
-    `cursor_field` None: a per-parent full refresh, which resumes only an interrupted sync.
-    """
-
-    cursor_field: str | None
-    parent_field: str | None = None
-
-
-def resumable(
-    messages: list[AirbyteStateMessage], rules: Mapping[str, Resumes], now: datetime
-) -> list[AirbyteStateMessage]:
-    """The states the streams of this read can resume from; each other one is dropped with a warning.
-
-    `rules` holds the streams that resume; any other stream (a full refresh) reads
-    in full. A state another cursor wrote, whose values are not datetimes, or that
-    lies in the future would resume from the wrong place, so that stream reads as
-    on a first sync instead.
-    """
-    usable = []
-    for message in messages:
-        name = message.stream.stream_descriptor.name
-        state = dict(message.stream.stream_state.__dict__)
-        rule = rules.get(name)
-        if rule is None or (rule.cursor_field is None and not state.get(UNFINISHED)):
-            logger.info(f"Stream {name} is read in full; its state is not used.")
-            continue
-        check = _parents_problem if rule.parent_field else _problem
-        problem = check(state, rule, now + FUTURE_TOLERANCE)
-        if problem:
-            logger.warning(f"Ignoring the state of stream {name}: {problem}. It is read as on a first sync.")
-            continue
-        usable.append(message)
-    return usable
-
-
-def _parents_problem(state: Mapping[str, Any], rule: Resumes, latest: datetime) -> str | None:
-    entries = state.get("states")
-    if not isinstance(entries, list) or not all(
-        isinstance(entry, Mapping)
-        and isinstance(entry.get("partition"), Mapping)
-        and isinstance(entry["partition"].get(rule.parent_field), str)
-        and isinstance(entry.get("cursor"), Mapping)
-        for entry in entries
-    ):
-        return f"it is not a list of per-{rule.parent_field} states"
-    if rule.cursor_field is None:
-        return None
-    values = [entry["cursor"].get(rule.cursor_field) for entry in entries]
-    return _values_problem(values, f"its `{rule.cursor_field}` values", latest)
-
-
-def _problem(state: Mapping[str, Any], rule: Resumes, latest: datetime) -> str | None:
-    cursor = rule.cursor_field
-    if not state:
-        return None
-    if "state_type" in state:
-        slices = state.get("slices")
-        pieces = slices if isinstance(slices, list) and slices else [None]
-        if state["state_type"] != "date-range" or not all(
-            isinstance(piece, Mapping) and {SLICE_START, SLICE_END} <= set(piece) for piece in pieces
-        ):
-            return "it is not a date-range state with {start, end} slices"
-        values = [piece[key] for piece in pieces for key in (SLICE_START, SLICE_END)]
-        if UNFINISHED in state:
-            values.append(state[UNFINISHED])
-        return _values_problem(values, "its date-range slices", latest)
-    if cursor not in state:
-        return f"it has no `{cursor}` value (it holds {sorted(state)})"
-    return _values_problem([state[cursor]], f"its `{cursor}`", latest)
-
-
-def _values_problem(values: list[Any], what: str, latest: datetime) -> str | None:
-    moments = [_datetime(value) for value in values]
-    if None in moments:
-        return f"{what} are not all datetimes between 1970 and 2100 ({values[moments.index(None)]!r})"
-    if moments and max(moments) > latest:
-        return f"{what} reach into the future ({format_klaviyo_datetime(max(moments))})"
-    return None
-
-
-def _datetime(value: Any) -> datetime | None:
-    try:
-        moment = parse_klaviyo_datetime(value)
-    except (TypeError, ValueError, AttributeError):
-        return None
-    return moment if EARLIEST_DATE <= moment < LATEST_DATE else None
+    since: datetime | None
+    next_page: str = ""
+    after: bool = False
 
 
 class ParentCursor(Cursor):
     """The state of a per-parent stream, in the CDK's per-partition shape:
 
-        {"states": [{"partition": {"list_id": "Y6nRLr"}, "cursor": {"joined_group_at": "2026-10-01T08:00:00Z"}}]}
+        {"states": [{"partition": {"list_id": "Y6nRLr"}, "cursor": {"joined_group_at": "2026-10-01T08:00:00Z"}},
+                    {"partition": {"list_id": "Xq2Lm9"}, "cursor": {"joined_group_at": "2026-09-12T10:01:00Z"},
+                     "next_page": "api/lists/Xq2Lm9/profiles?filter=...&page%5Bcursor%5D=..."}]}
 
     metric_aggregates keeps the same shape with its queries as the parents and the
     start of the newest interval read as the cursor; the stream re-reads each query's
@@ -321,36 +193,48 @@ class ParentCursor(Cursor):
 
         {"states": [{"partition": {"query_name": "revenue_by_flow"}, "cursor": {"date": "2026-10-19T04:00:00Z"}}]}
 
-    Incremental: each parent's newest cursor value, saved as soon as that parent is
-    read; the next sync reads each parent from there (inclusive), a parent without
-    state from the stream's first-sync start. Full refresh: while a sync runs, the
-    parents it finished (with empty cursors) and UNFINISHED, so a resumed sync skips
-    them; a finished sync leaves the CDK's no-cursor state and the next starts over.
+    A parent's progress moves page by page: after each page's records are out, its
+    newest cursor value and the link of its next page, so a killed sync resumes inside
+    the parent it was reading (from that link; from the cursor value, or the parent's
+    start, if Klaviyo no longer takes the link). Incremental: the next sync reads each
+    parent from its newest value (inclusive), a parent without state from the stream's
+    first-sync start. Full refresh: while a sync runs, the parents it finished (empty
+    cursors), those it was reading (their links) and UNFINISHED, so a resumed sync goes
+    on where it stopped; a finished sync leaves the CDK's no-cursor state and the next
+    starts over. A parent finished in an earlier sync is read again only after its
+    newest value (`greater-than`: the rows at that value were all delivered); a parent
+    interrupted inside, from its link (or from its value, inclusive). STATE goes out
+    after each page or parent finished (every k-th of them with many parents, see
+    PARENTS_PER_STATE_STEP), and when the stream ends.
     """
 
     def __init__(
         self,
+        *,
         stream_name: str,
         parent_field: str,
         cursor_field: str | None,
         state_manager: ConnectorStateManager,
         message_repository: MessageRepository,
-        first_sync_start: datetime | None,
-        start_date: datetime | None,
         now: datetime,
+        first_sync_start: datetime | None = None,
+        start_date: datetime | None = None,
     ) -> None:
         self._name, self._parent_field, self._cursor_field = stream_name, parent_field, cursor_field
         self._state_manager, self._repository = state_manager, message_repository
         self._first_sync_start, self._start_date, self._now = first_sync_start, start_date, now
         state = state_manager.get_stream_state(stream_name, None)
-        self._values: dict[str, str] = {
-            entry["partition"][parent_field]: entry["cursor"].get(cursor_field or "", "")
+        self._parents: dict[str, ParentProgress] = {
+            entry["partition"][parent_field]: ParentProgress(
+                entry["cursor"].get(cursor_field or "", ""), entry.get(NEXT_PAGE, "")
+            )
             for entry in state.get("states", [])
         }
         self._resuming = bool(state.get(UNFINISHED))
         self._newest: dict[int, datetime] = {}  # id(slice) -> newest cursor value read for that parent
         self._planned = self._closed = 0
         self._planning_done = False
+        self._steps = 0  # pages and parents finished since the last STATE
         self._lock = threading.Lock()
 
     @property
@@ -358,8 +242,12 @@ class ParentCursor(Cursor):
         if self._cursor_field is None and self._complete():
             return {NO_CURSOR_STATE_KEY: True}
         entries = [
-            {"partition": {self._parent_field: parent}, "cursor": {self._cursor_field: value} if value else {}}
-            for parent, value in sorted(self._values.items())
+            {
+                "partition": {self._parent_field: parent},
+                "cursor": {self._cursor_field: progress.value} if self._cursor_field and progress.value else {},
+                **({NEXT_PAGE: progress.next_page} if progress.next_page else {}),
+            }
+            for parent, progress in sorted(self._parents.items())
         ]
         state: dict[str, Any] = {"states": entries}
         if self._cursor_field is None:
@@ -367,16 +255,27 @@ class ParentCursor(Cursor):
         return state
 
     def since(self, parent_id: str) -> datetime | None:
-        """Where this sync reads the parent from: its state, else the first-sync start (None: all of it);
-        never before `start_date`."""
-        value = self._values.get(parent_id) if self._cursor_field else None
+        """Where this sync reads the parent from when it starts it afresh: its newest value (incremental), else the
+        first-sync start (None: all of it); never before `start_date`."""
+        progress = self._parents.get(parent_id)
+        value = progress.value if progress and self._cursor_field else ""
         since = parse_klaviyo_datetime(value) if value else self._first_sync_start
         bounds = [bound for bound in (since, self._start_date) if bound is not None]
         return max(bounds) if bounds else None
 
-    def finished(self, parent_id: str) -> bool:
-        """Whether the interrupted full refresh this sync resumes has read the parent already."""
-        return self._resuming and parent_id in self._values
+    def resume_point(self, parent_id: str) -> ResumePoint | None:
+        """Where this sync reads the parent from; None when there is nothing to read: the interrupted full refresh
+        this sync resumes finished it, or its state lies at or after now (a state in the future reads nothing)."""
+        progress = self._parents.get(parent_id)
+        if progress and progress.next_page and (self._cursor_field or self._resuming):
+            return ResumePoint(self.since(parent_id), progress.next_page)
+        if self._cursor_field is None and self._resuming and progress is not None:
+            return None
+        since = self.since(parent_id)
+        if since is not None and since >= self._now:
+            return None
+        finished_at = parse_klaviyo_datetime(progress.value) if progress and progress.value else None
+        return ResumePoint(since, after=since is not None and since == finished_at)
 
     def planned(self) -> None:
         with self._lock:
@@ -396,17 +295,27 @@ class ParentCursor(Cursor):
             if key not in self._newest or moment > self._newest[key]:
                 self._newest[key] = moment
 
+    def page_read(self, parent_slice: Mapping[str, Any], next_page: str) -> None:
+        """A page of the parent is out (its records are queued ahead of any STATE emitted from now on); the next
+        page is at `next_page`."""
+        with self._lock:
+            progress = self._parents.setdefault(parent_slice["parent_id"], ParentProgress())
+            newest = self._newest.get(id(parent_slice))
+            if newest is not None:
+                progress.value = format_klaviyo_datetime(newest)
+            progress.next_page = next_page
+            self._step()
+
     def close_partition(self, partition: Partition) -> None:
         parent_slice = partition.to_slice()
         with self._lock:
             self._closed += 1
+            progress = self._parents.setdefault(parent_slice["parent_id"], ParentProgress())
             newest = self._newest.pop(id(parent_slice), None)
-            parent = parent_slice["parent_id"]
             if newest is not None:
-                self._values[parent] = format_klaviyo_datetime(newest)
-            elif self._cursor_field is None or parent not in self._values:
-                self._values[parent] = ""
-            self._emit()
+                progress.value = format_klaviyo_datetime(newest)
+            progress.next_page = ""
+            self._step()
 
     def ensure_at_least_one_state_emitted(self) -> None:
         with self._lock:
@@ -418,7 +327,14 @@ class ParentCursor(Cursor):
     def _complete(self) -> bool:
         return self._planning_done and self._closed == self._planned
 
+    def _step(self) -> None:
+        """A page or a parent is done: STATE goes out when enough are (see PARENTS_PER_STATE_STEP)."""
+        self._steps += 1
+        if self._steps >= math.ceil(len(self._parents) / PARENTS_PER_STATE_STEP) or self._complete():
+            self._emit()
+
     def _emit(self) -> None:
+        self._steps = 0
         self._state_manager.update_state_for_stream(self._name, None, self.state)
         self._repository.emit_message(self._state_manager.create_state_message(self._name, None))
 

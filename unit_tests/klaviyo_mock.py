@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
@@ -20,7 +21,9 @@ A_YEAR_LATER = NOW + timedelta(days=365)
 
 
 def source(now: datetime = NOW) -> SourceKlaviyo:
-    return SourceKlaviyo(FixedClock(now))
+    """A connector whose clock reads `now` plus a random fraction of a second, as a real clock does: expectations
+    are written in whole seconds, and a connector that compared a sub-second now with them would fail here."""
+    return SourceKlaviyo(FixedClock(now + timedelta(microseconds=random.randrange(1, 1_000_000))))
 
 
 def iso(moment: datetime) -> str:

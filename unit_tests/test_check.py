@@ -161,3 +161,16 @@ def test_check_says_why_campaign_and_flow_reports_are_not_offered(api, tmp_path)
         assert name in status.message
     assert 'no "Placed Order" metric' in status.message and "`conversion_metric`" in status.message
     assert "segment_series_reports" not in status.message
+
+
+def test_check_while_klaviyo_is_down_answers_one_failed_status_and_no_error_trace(api, tmp_path, capfd):
+    """Through the CLI's entry point: the CDK alone would print the error twice and no status at all."""
+    api.get(re.compile(r"https://a\.klaviyo\.com/.*"), status_code=503, json=error_body(503))
+    (tmp_path / "config.json").write_text(json.dumps(config(retry_budget_seconds=10)))
+    capfd.readouterr()
+    run(["check", "--config", str(tmp_path / "config.json")])
+    lines = [json.loads(line) for line in capfd.readouterr().out.splitlines() if line.startswith("{")]
+    statuses = [line["connectionStatus"] for line in lines if line["type"] == "CONNECTION_STATUS"]
+    traces = [line for line in lines if line["type"] == "TRACE" and line["trace"]["type"] == "ERROR"]
+    assert [status["status"] for status in statuses] == ["FAILED"] and not traces, lines
+    assert "503" in statuses[0]["message"] or "down" in statuses[0]["message"], statuses[0]["message"]

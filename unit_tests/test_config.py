@@ -11,6 +11,7 @@ from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from jsonschema import Draft7Validator
 
+from source_klaviyo.clock import NOW_VARIABLE, FixedClock, clock_from_environment, command_now
 from source_klaviyo.config import BACKFILL_POLICY_DAYS, BackfillWindows, KlaviyoConfig, in_current_form, parse_config
 from source_klaviyo.run import run
 from unit_tests.klaviyo_mock import API_KEY, NOW, QUERY, config
@@ -219,3 +220,20 @@ def test_an_unknown_key_gets_a_warning_naming_it_and_the_config_still_works(capl
 def test_the_earliest_start_date_and_the_widest_window_still_make_a_first_sync_start():
     parsed = parse_config(config(start_date="1970-01-01T00:00:00Z", backfill_window_days={"events": 36_500}), NOW)
     assert parsed.backfill_start("events", NOW) == parsed.start_date
+
+
+@pytest.mark.parametrize("pinned", ["tomorrow", "2026-13-01T00:00:00Z", "1969-12-31T23:59:59Z"])
+def test_a_pinned_now_that_is_no_datetime_is_one_config_error_naming_the_variable(monkeypatch, pinned):
+    monkeypatch.setenv(NOW_VARIABLE, pinned)
+    with pytest.raises(AirbyteTracedException) as raised:
+        clock_from_environment()
+    assert raised.value.failure_type == FailureType.config_error
+    assert NOW_VARIABLE in raised.value.message and repr(pinned) in raised.value.message
+
+
+def test_the_command_now_is_whole_seconds_in_utc_whatever_the_clock_says():
+    """Klaviyo's datetimes and the state are in seconds: a sub-second now made finished syncs look interrupted."""
+    moment = datetime(2026, 12, 6, 5, 14, 7, 918_273, tzinfo=timezone(timedelta(hours=2)))
+    assert command_now(FixedClock(moment)) == datetime(2026, 12, 6, 3, 14, 7, tzinfo=timezone.utc)
+    naive = FixedClock(datetime(2026, 12, 6, 3, 14, 7, 500_000))
+    assert command_now(naive) == datetime(2026, 12, 6, 3, 14, 7, tzinfo=timezone.utc), "a naive clock reads UTC"

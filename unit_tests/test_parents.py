@@ -11,10 +11,11 @@ from airbyte_cdk.sources.message import InMemoryMessageRepository
 from airbyte_cdk.sources.streams import NO_CURSOR_STATE_KEY
 from airbyte_cdk.sources.types import Record
 
+from source_klaviyo import state as state_module
 from source_klaviyo.clock import format_klaviyo_datetime
 from source_klaviyo.parents import parents_at_once
 from source_klaviyo.planning import IdentitySlice
-from source_klaviyo.state import UNFINISHED, ParentCursor
+from source_klaviyo.state import NEXT_PAGE, UNFINISHED, ParentCursor, ResumePoint
 from unit_tests.klaviyo_mock import NOW
 
 
@@ -38,26 +39,40 @@ class Partition:
 
 
 def cursor(state=None, cursor_field="joined_group_at", first_sync_start=None, start_date=None):
+    """A list_memberships cursor over `state` (a STREAM state of the stream, or a list of STATE messages)."""
+    if isinstance(state, dict):
+        state = [
+            {"type": "STREAM", "stream": {"stream_descriptor": {"name": "list_memberships"}, "stream_state": state}}
+        ]
     messages = [AirbyteStateMessageSerializer.load(message) for message in state or []]
     repository = InMemoryMessageRepository()
     parent_cursor = ParentCursor(
-        "list_memberships",
-        "list_id",
-        cursor_field,
-        ConnectorStateManager(messages),
-        repository,
-        first_sync_start,
-        start_date,
-        NOW,
+        stream_name="list_memberships",
+        parent_field="list_id",
+        cursor_field=cursor_field,
+        state_manager=ConnectorStateManager(messages),
+        message_repository=repository,
+        now=NOW,
+        first_sync_start=first_sync_start,
+        start_date=start_date,
     )
     return parent_cursor, repository
 
 
-def read(parent_cursor, parent_id, *values):
+def read(parent_cursor, parent_id, *pages, close=True):
+    """The parent's pages of `joined_group_at` values, each followed by its next page's link, then closed."""
     partition = Partition(parent_id)
-    for value in values:
-        parent_cursor.observe(Record({"joined_group_at": value}, "list_memberships", partition.to_slice()))
-    parent_cursor.close_partition(partition)
+    for number, values in enumerate(pages):
+        for value in values:
+            parent_cursor.observe(Record({"joined_group_at": value}, "list_memberships", partition.to_slice()))
+        if number < len(pages) - 1 or not close:
+            parent_cursor.page_read(partition.to_slice(), link(parent_id, number + 1))
+    if close:
+        parent_cursor.close_partition(partition)
+
+
+def link(parent_id: str, page: int) -> str:
+    return f"api/lists/{parent_id}/profiles?page%5Bcursor%5D={page}"
 
 
 def states(repository):
@@ -70,8 +85,8 @@ def at(days_ago: float) -> str:
 
 def test_each_parent_keeps_its_newest_value_saved_as_soon_as_it_is_read():
     parent_cursor, repository = cursor()
-    read(parent_cursor, "A", at(5), at(2), at(3))
-    read(parent_cursor, "B")  # no members yet
+    read(parent_cursor, "A", [at(5), at(2), at(3)])
+    read(parent_cursor, "B", [])  # no members yet
     assert states(repository) == [
         {"states": [{"partition": {"list_id": "A"}, "cursor": {"joined_group_at": at(2)}}]},
         {
@@ -102,7 +117,7 @@ def test_a_parent_resumes_from_its_value_a_new_one_from_the_first_sync_start_and
     assert format_klaviyo_datetime(parent_cursor.since("A")) == at(10), "start_date bounds everything"
     assert format_klaviyo_datetime(parent_cursor.since("B")) == at(2)
     assert format_klaviyo_datetime(parent_cursor.since("C")) == at(10)
-    read(parent_cursor, "B")
+    read(parent_cursor, "B", [])
     assert parent_cursor.state["states"][1] == {"partition": {"list_id": "B"}, "cursor": {"joined_group_at": at(2)}}
 
 
@@ -111,31 +126,80 @@ def test_a_full_refresh_marks_the_parents_it_finished_until_all_are_then_starts_
     for _ in range(2):
         parent_cursor.planned()
     parent_cursor.planning_done()
-    read(parent_cursor, "A")
+    read(parent_cursor, "A", [])
     (running,) = states(repository)
     assert running == {
         "states": [{"partition": {"list_id": "A"}, "cursor": {}}],
         UNFINISHED: format_klaviyo_datetime(NOW),
     }
 
-    resumed, _ = cursor(
-        [{"type": "STREAM", "stream": {"stream_descriptor": {"name": "list_memberships"}, "stream_state": running}}],
-        cursor_field=None,
-    )
-    assert resumed.finished("A") and not resumed.finished("B"), "a resumed sync skips what was read"
+    resumed, _ = cursor(running, cursor_field=None)
+    assert resumed.resume_point("A") is None and resumed.resume_point("B"), "a resumed sync skips what was read"
 
-    read(parent_cursor, "B")
+    read(parent_cursor, "B", [])
     assert states(repository) == [{NO_CURSOR_STATE_KEY: True}], "a finished full refresh leaves no progress"
-    fresh, _ = cursor(
-        [
-            {
-                "type": "STREAM",
-                "stream": {
-                    "stream_descriptor": {"name": "list_memberships"},
-                    "stream_state": {NO_CURSOR_STATE_KEY: True},
-                },
-            }
-        ],
-        cursor_field=None,
+    fresh, _ = cursor({NO_CURSOR_STATE_KEY: True}, cursor_field=None)
+    assert fresh.resume_point("A") == ResumePoint(None)
+
+
+def test_a_parent_read_page_by_page_saves_each_page_and_a_resumed_sync_goes_on_from_the_next_page():
+    """Incremental: each page's newest value and the next page's link, so a kill inside a large list loses at most
+    the pages in flight; the link is dropped once the parent is finished."""
+    parent_cursor, repository = cursor()
+    read(parent_cursor, "A", [at(9), at(8)], [at(7), at(6)], close=False)
+    after_pages = states(repository)
+    assert [state["states"][0] for state in after_pages] == [
+        {"partition": {"list_id": "A"}, "cursor": {"joined_group_at": at(8)}, NEXT_PAGE: link("A", 1)},
+        {"partition": {"list_id": "A"}, "cursor": {"joined_group_at": at(6)}, NEXT_PAGE: link("A", 2)},
+    ]
+    resumed, _ = cursor(after_pages[-1])
+    assert resumed.resume_point("A") == ResumePoint(NOW - timedelta(days=6), link("A", 2))
+
+    parent_cursor.close_partition(Partition("A"))
+    assert parent_cursor.state["states"] == [{"partition": {"list_id": "A"}, "cursor": {"joined_group_at": at(6)}}]
+
+
+def test_an_interrupted_full_refresh_resumes_inside_the_parent_it_was_reading():
+    parent_cursor, repository = cursor(cursor_field=None)
+    parent_cursor.planned()
+    read(parent_cursor, "A", [at(9)], [at(8)], close=False)
+    running = states(repository)[-1]
+    assert running == {
+        "states": [{"partition": {"list_id": "A"}, "cursor": {}, NEXT_PAGE: link("A", 2)}],
+        UNFINISHED: at(0),
+    }
+    resumed, _ = cursor(running, cursor_field=None)
+    assert resumed.resume_point("A") == ResumePoint(None, link("A", 2))
+
+
+def test_with_many_parents_state_goes_out_every_few_pages_and_always_when_the_stream_ends(monkeypatch):
+    """Each STATE lists every parent: with 120 parents (2 per step here), every third page or parent finished."""
+    monkeypatch.setattr(state_module, "PARENTS_PER_STATE_STEP", 2)
+    known = {
+        "states": [{"partition": {"list_id": f"L{n:03}"}, "cursor": {"joined_group_at": at(30)}} for n in range(5)]
+    }
+    parent_cursor, repository = cursor(known)
+    read(parent_cursor, "A", [at(9)], [at(8)], [at(7)])  # two pages and the parent: 3 steps of 6 parents / 2
+    read(parent_cursor, "B", [at(5)])
+    (after_a,) = states(repository)
+    assert after_a["states"][0] == {"partition": {"list_id": "A"}, "cursor": {"joined_group_at": at(7)}}
+    parent_cursor.ensure_at_least_one_state_emitted()
+    (final,) = states(repository)
+    assert final["states"][1] == {"partition": {"list_id": "B"}, "cursor": {"joined_group_at": at(5)}}
+
+
+def test_a_parent_finished_before_is_read_again_only_after_its_newest_value():
+    """Its rows at that value were all delivered: an unchanged account sends nothing again."""
+    parent_cursor, _ = cursor({"states": [{"partition": {"list_id": "A"}, "cursor": {"joined_group_at": at(3)}}]})
+    assert parent_cursor.resume_point("A") == ResumePoint(NOW - timedelta(days=3), after=True)
+    bounded, _ = cursor(
+        {"states": [{"partition": {"list_id": "A"}, "cursor": {"joined_group_at": at(30)}}]},
+        start_date=NOW - timedelta(days=10),
     )
-    assert not fresh.finished("A")
+    assert bounded.resume_point("A") == ResumePoint(NOW - timedelta(days=10)), "start_date is included"
+
+
+def test_a_parent_whose_state_lies_at_or_after_now_is_not_read():
+    parent_cursor, _ = cursor({"states": [{"partition": {"list_id": "A"}, "cursor": {"joined_group_at": at(-30)}}]})
+    assert parent_cursor.resume_point("A") is None
+    assert parent_cursor.resume_point("B") == ResumePoint(None)

@@ -51,6 +51,8 @@ class KlaviyoStream(HttpStream, ABC):
     generated_schema: ClassVar[bool] = True
     # Related resources asked for with `include=` (their linkage fills the relationship fields).
     included: ClassVar[tuple[str, ...]] = ()
+    # Whether an interrupted full refresh resumes from its STATE (discover's `is_resumable`).
+    resumes_full_refresh: ClassVar[bool] = False
 
     def __init__(self, config: KlaviyoConfig, budget: APIBudget, now: datetime, slots: ReadSlots | None = None) -> None:
         self._config = config

@@ -11,19 +11,22 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from airbyte_cdk.models import SyncMode
 from airbyte_cdk.sources.streams.http.error_handlers import ErrorResolution, ResponseAction
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_klaviyo.clock import format_klaviyo_datetime
 from source_klaviyo.parents import PARENT
-from source_klaviyo.state import SLICE_START
+from source_klaviyo.state import SLICE_START, ResumePoint
 from source_klaviyo.streams.base import KlaviyoStream, archived_filter
 
 # The parent id a probe asks for: a key without the scope gets 403, any other key 404 (no such parent).
 PROBE_PARENT = "probe"
+# In a parent's slice: read only what is newer than its start (the parent was finished by an earlier sync).
+AFTER = "after"
 
 
 class ChildStream(KlaviyoStream, ABC):
@@ -31,6 +34,7 @@ class ChildStream(KlaviyoStream, ABC):
 
     parent_field: ClassVar[str]  # the record field naming the parent, e.g. "flow_id"
     cursor_field: ClassVar[str] = ""  # filtered and sorted by Klaviyo, one value per parent ("": none)
+    resumes_full_refresh = True
 
     @abstractmethod
     def parents(self) -> Iterator[str]:
@@ -49,8 +53,14 @@ class ChildStream(KlaviyoStream, ABC):
         stream_slice = kwargs.get("stream_slice") or {}
         return self._endpoint.path(self._config.revision, stream_slice.get(PARENT, PROBE_PARENT))
 
-    def window(self, stream_slice: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
-        return (stream_slice or {}).get(SLICE_START), None
+    def window_filters(self, stream_slice: Mapping[str, Any] | None) -> list[str]:
+        """From the parent's resume point (only what is newer, for a parent an earlier sync finished) up to the
+        command's now, as windowed streams are bounded."""
+        if not self.cursor_field:
+            return []
+        since, after = (stream_slice or {}).get(SLICE_START), (stream_slice or {}).get(AFTER)
+        lower = [f"{'greater-than' if after else 'greater-or-equal'}({self.cursor_field},{since})"] if since else []
+        return [*lower, f"less-than({self.cursor_field},{format_klaviyo_datetime(self._now)})"]
 
     def probe_request(self) -> Mapping[str, Any] | None:
         """The first page of a parent that does not exist: 403 without the scopes, else 404 (or an empty page)."""
@@ -63,22 +73,50 @@ class ChildStream(KlaviyoStream, ABC):
         gone = ErrorResolution(ResponseAction.IGNORE, None, f"A parent of stream '{self.name}' no longer exists.")
         return {"overrides": {404: gone}}
 
-    def read_parent(self, parent_id: str, since: datetime | None) -> Iterator[list[MutableMapping[str, Any]]]:
-        """The parent's children (changed since `since`, when given), each naming its parent, a page at a time."""
-        stream_slice = {PARENT: parent_id, SLICE_START: format_klaviyo_datetime(since) if since else None}
-        token = None
+    def read_parent(self, parent_id: str, start: ResumePoint) -> Iterator[ParentPage]:
+        """The parent's children (changed since `start.since`, when given), each naming its parent, a page at a time.
+
+        A read resumed at `start.next_page` whose link Klaviyo no longer takes (it fails or finds nothing) starts
+        the parent again from `start.since`, with a warning: a parent really deleted answers 404 there too.
+        """
+        since = format_klaviyo_datetime(start.since) if start.since else None
+        stream_slice = {PARENT: parent_id, SLICE_START: since, AFTER: start.after}
+        token = {"next": self.url_base + start.next_page} if start.next_page else None
+        saved_link = token is not None  # the request about to go out follows the link an earlier sync saved
         while True:
-            _, response = self._fetch_next_page(stream_slice, {}, token)
+            try:
+                _, response = self._fetch_next_page(stream_slice, {}, token)
+                problem = "HTTP 404" if response.status_code == 404 else ""
+            except AirbyteTracedException as error:
+                if not saved_link:
+                    raise
+                problem = error.message or "it failed"
+            if problem and saved_link:
+                self.logger.warning(
+                    f"Stream {self.name}: Klaviyo did not take the saved link to the next page of {self.parent_field} "
+                    f"{parent_id} ({problem}); reading it again from its start."
+                )
+                token, saved_link = None, False
+                continue
+            saved_link = False
             if response.status_code == 404:
                 self.logger.warning(f"Stream {self.name}: {self.parent_field} {parent_id} no longer exists; skipped.")
                 return
             records = list(self.parse_response(response, stream_slice=stream_slice))
             for record in records:
                 record[self.parent_field] = parent_id
-            yield records
             token = self.next_page_token(response)
+            yield ParentPage(records, token["next"][len(self.url_base) :] if token else "")
             if not token:
                 return
+
+
+@dataclass
+class ParentPage:
+    """A page of one parent's children, and the link (path and query, after the API's base URL) of the next one."""
+
+    records: list[MutableMapping[str, Any]]
+    next_page: str
 
 
 class ParentCollection(KlaviyoStream):
