@@ -7,6 +7,7 @@ from integration_tests.conftest import NOW
 from integration_tests.connector_cli import configured_catalog, discovered_catalog, run_connector
 from integration_tests.expectations import default_window_ids, key
 from integration_tests.klaviyo_sim import FULL_ACCESS_KEY, Dataset, Faults, Simulator, Sizes
+from source_klaviyo.state import NEXT_PAGE, UNFINISHED
 
 SIZES = Sizes(campaigns=24, templates=20, lists=10, segments=10, flows=8, profiles=1_500, events=8_000, event_days=60)
 
@@ -29,3 +30,15 @@ def test_selecting_every_discovered_stream_with_only_a_key_syncs_each_streams_wi
         assert set(keys) == expected[stream], stream
         assert keys, f"{stream}: the simulator holds data in its window"
     assert sim.stats["status_429"] == 0, "the budget kept every endpoint under Klaviyo's limits"
+    resumable = {stream["name"] for stream in discovered["streams"] if stream.get("is_resumable")}
+    resuming = {
+        message["state"]["stream"]["stream_descriptor"]["name"]
+        for message in run.of_type("STATE")
+        if resume_progress(message["state"]["stream"]["stream_state"])
+    }
+    assert resuming and resuming <= resumable, f"{resuming - resumable} print resume STATEs, yet say they cannot resume"
+
+
+def resume_progress(stream_state: dict) -> bool:
+    """Whether a STATE holds the progress of a sync under way, from which an interrupted one resumes."""
+    return UNFINISHED in stream_state or any(NEXT_PAGE in entry for entry in stream_state.get("states", []))

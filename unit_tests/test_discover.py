@@ -131,3 +131,10 @@ def test_a_catalog_selecting_a_stream_whose_setting_is_gone_is_a_config_error_na
     assert error.trace.error.failure_type == FailureType.config_error
     assert f"the {stream} stream, which needs {NEED_SETTINGS[stream]}" in error.trace.error.message
     assert api.call_count == 0
+
+
+def test_per_parent_streams_say_they_resume_an_interrupted_full_refresh(api):
+    """They print resume STATEs (the parents done, the next page of the one under way) in full refresh too."""
+    resumable = {name: stream.is_resumable for name, stream in discovered(EVERYTHING).items()}
+    assert all(resumable[name] for name in ("campaign_messages", "coupon_codes", "list_memberships", "flow_actions"))
+    assert not any(resumable[name] for name in ("tags", "coupons", "campaigns_email")), "full refresh, no resume"
