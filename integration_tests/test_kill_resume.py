@@ -1,10 +1,12 @@
-"""SIGKILL during incremental reads, each resumed from the last STATE printed: nothing lost, little repeated.
+"""SIGKILL and SIGTERM during incremental reads, each resumed from the last STATE printed: nothing lost, little
+repeated.
 
 A record counts as delivered once a STATE of its stream printed after it covers it (its cursor value
 lies in a finished window of that STATE), as a destination commits records. A record printed but not
 yet covered when the process dies was in flight: resuming may print it again, and only such records
 may be printed again. Kill points are shares of the records a full read prints; hypothesis draws them
-(and the data) at random on every run.
+(and the data) at random on every run. A SIGTERM, as Airbyte stops a source, must moreover end the
+attempt within 10 s, with whole lines only, one TRACE saying it was stopped and the STATE before it.
 """
 
 from __future__ import annotations
@@ -24,14 +26,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from integration_tests.conftest import NOW, WALL_CLOCK
-from integration_tests.connector_cli import CONNECTOR, configured_catalog, discovered_catalog, parse_lines
+from integration_tests.connector_cli import CONNECTOR, configured_catalog, discovered_catalog
 from integration_tests.expectations import all_history_config, all_history_ids, key
 from integration_tests.klaviyo_sim import FULL_ACCESS_KEY, Dataset, Faults, Simulator, Sizes
 from source_klaviyo.clock import parse_klaviyo_datetime
+from source_klaviyo.shutdown import EXIT_CODE, GRACE
 from source_klaviyo.state import NEXT_PAGE, UNFINISHED
 
 CURSORS = {"events": "datetime", "profiles": "created"}
 LOOKBACK = timedelta(hours=24)  # the default event_lookback_hours; profiles have none, so this is the larger
+# How a stopped attempt exits: killed by SIGKILL; after a SIGTERM, on its own with 128 + SIGTERM.
+EXIT_CODES = {signal.SIGKILL: -signal.SIGKILL, signal.SIGTERM: EXIT_CODE}
+SIGTERM_SECONDS = 10  # the platform's SIGKILL follows its SIGTERM after this long
 
 
 @dataclass
@@ -39,6 +45,9 @@ class Attempt:
     exit_code: int
     records: list[tuple[str, dict]] = field(default_factory=list)  # (stream, record) as printed
     states: dict[str, dict] = field(default_factory=dict)  # stream -> the last STATE message printed
+    messages: list[dict] = field(default_factory=list)  # every message, in order
+    partial: list[bytes] = field(default_factory=list)  # stdout lines that are not a whole JSON message
+    exit_seconds: float | None = None  # from the signal to the exit (at most: the pipe is read to its end first)
 
     @property
     def printed(self) -> list[tuple[str, str, datetime]]:
@@ -78,21 +87,41 @@ def reread_from(stream_state: dict) -> datetime:
     return newest - LOOKBACK
 
 
-def attempt(folder, config, catalog, state, kill_after: int | None, env: dict | None = None) -> Attempt:
-    """One read, SIGKILLed once it has printed `kill_after` records (None: not killed); `env`: the connector's
-    environment (conftest's WALL_CLOCK: the machine's clock)."""
+def attempt(
+    folder,
+    config,
+    catalog,
+    state,
+    kill_after: int | None,
+    signum: int = signal.SIGKILL,
+    reader_pause: float = 0.0,
+    env: dict | None = None,
+) -> Attempt:
+    """One read, sent `signum` once it has printed `kill_after` records (None: not stopped); its output is then
+    left unread for `reader_pause` seconds, as a slow destination leaves it. `env`: the connector's environment
+    (conftest's WALL_CLOCK: the machine's clock)."""
     files = {"config": config, "catalog": catalog, "state": state}
     for name, content in files.items():
         (folder / f"{name}.json").write_text(json.dumps(content))
     command = [CONNECTOR, "read", *(part for name in files for part in (f"--{name}", str(folder / f"{name}.json")))]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-    run = Attempt(exit_code=0)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    run, signalled = Attempt(exit_code=0), None
     # Everything printed before the kill still reaches us (and a destination) through the pipe.
-    for message in parse_lines(process.stdout):
+    for line in process.stdout:
+        try:
+            message = json.loads(line)
+        except json.JSONDecodeError:
+            message = None
+        if message is None or not line.endswith(b"\n"):
+            run.partial.append(line)
+            continue
+        run.messages.append(message)
         if message["type"] == "RECORD":
             run.records.append((message["record"]["stream"], message["record"]["data"]))
             if len(run.records) == kill_after:
-                os.kill(process.pid, signal.SIGKILL)
+                os.kill(process.pid, signum)
+                signalled = time.monotonic()
+                time.sleep(reader_pause)
         elif message["type"] == "STATE":
             run.states[message["state"]["stream"]["stream_descriptor"]["name"]] = {
                 "type": "STREAM",
@@ -100,7 +129,29 @@ def attempt(folder, config, catalog, state, kill_after: int | None, env: dict | 
             }
     process.stdout.close()
     run.exit_code = process.wait()
+    if signalled is not None:
+        run.exit_seconds = time.monotonic() - signalled
     return run
+
+
+def assert_stopped(run: Attempt, signum: int, context: str = "") -> None:
+    """An attempt that did not finish was stopped by `signum`; by SIGTERM, it exits soon, not killed; every line
+    is a whole message; it ends with the one error, which says it was stopped, and a STATE comes before it."""
+    assert run.exit_code == EXIT_CODES[signum], (run.exit_code, context)
+    if signum != signal.SIGTERM:
+        return
+    assert run.exit_seconds < SIGTERM_SECONDS, (run.exit_seconds, context)
+    assert run.partial == [], context
+    assert_ends_with_the_stop(run.messages, context)
+    assert run.messages[-2]["type"] == "STATE", (run.messages[-2], context)
+
+
+def assert_ends_with_the_stop(messages: list[dict], context: str = "") -> None:
+    """The only error is the last message and says the source was stopped by SIGTERM (a transient error)."""
+    errors = [message for message in messages if message["type"] == "TRACE" and message["trace"]["type"] == "ERROR"]
+    assert len(errors) == 1 and messages[-1] is errors[0], (errors, context)
+    assert "stopped (SIGTERM)" in errors[0]["trace"]["error"]["message"], context
+    assert errors[0]["trace"]["error"]["failure_type"] == "transient_error", context
 
 
 @dataclass
@@ -115,29 +166,39 @@ class Outcome:
         return sum(count - 1 for count in self.printed.values())
 
 
-def sync_until_done(folder, config, catalog, kill_after: list[int | None], env: dict | None = None) -> Outcome:
-    """Attempts killed after `kill_after[i]` records each (None: let it finish), resumed from their last states,
-    until one finishes or the list runs out. Checks that only records in flight at a kill are printed again,
-    but where a stream had finished before the kill: its next sync is a new one, which reads again from its
-    newest record (minus the events lookback), as every sync after a finished one does."""
+def sync_until_done(
+    folder,
+    config,
+    catalog,
+    kill_after: list[int | None],
+    signum: int = signal.SIGKILL,
+    context: str = "",
+    reader_pause: float = 0.0,
+    env: dict | None = None,
+) -> Outcome:
+    """Attempts sent `signum` after `kill_after[i]` records each (None: let it finish; see `attempt` for
+    `reader_pause`), resumed from their last states, until one finishes or the list runs out. Checks that only
+    records in flight at a kill are printed again, but where a stream had finished before the kill: its next
+    sync is a new one, which reads again from its newest record (minus the events lookback), as every sync
+    after a finished one does; and that each attempt a SIGTERM stopped stopped cleanly. `env`: as `attempt`'s."""
     state: dict[str, dict] = {}
     attempts, delivered, printed, in_flight = [], {}, Counter(), []
     uncommitted: set[tuple[str, str]] = set()  # printed, and in flight when its attempt died
     for limit in kill_after:
-        run = attempt(folder, config, catalog, list(state.values()), limit, env)
+        run = attempt(folder, config, catalog, list(state.values()), limit, signum, reader_pause, env)
         attempts.append(run)
         again_from = {stream: reread_from(message["stream"]["stream_state"]) for stream, message in state.items()}
         for stream, id_, value in run.printed:
             key = (stream, id_)
             allowed = key in uncommitted or value >= again_from.get(stream, datetime.max.replace(tzinfo=value.tzinfo))
-            assert printed[key] == 0 or allowed, f"{key} was committed, yet printed again"
+            assert printed[key] == 0 or allowed, f"{key} was committed, yet printed again; {context}"
             printed[key] += 1
             if run.covered(stream, value) or run.exit_code == 0:
                 delivered.setdefault(stream, set()).add(id_)
         state.update(run.states)
         if run.exit_code == 0:
             break
-        assert run.exit_code == -signal.SIGKILL, run.exit_code
+        assert_stopped(run, signum, f"attempt {len(attempts)}; {context}")
         in_flight.append(len(run.in_flight))
         uncommitted |= run.in_flight
     return Outcome(attempts, delivered, printed, in_flight)
@@ -157,7 +218,7 @@ def test_a_sync_killed_at_every_40_percent_finishes_in_three_attempts_repeating_
         catalog = configured_catalog(discovered_catalog(tmp_path, config), ["events"])
         expected = {sim.dataset.events.record(i).id for i in range(sim.dataset.events.count)}
         budget = int(0.4 * len(expected))
-        outcome = sync_until_done(tmp_path, config, catalog, [budget] * 5, env)
+        outcome = sync_until_done(tmp_path, config, catalog, [budget] * 5, env=env)
 
     attempts = len(outcome.attempts)
     reliability_report(
@@ -226,6 +287,77 @@ def test_killed_reads_resumed_from_their_last_state_deliver_every_record_once_co
     assert missing == {"events": 0, "profiles": 0}
 
 
+@pytest.mark.parametrize("reader_pause", [0.0, GRACE + 0.5], ids=["reader_keeps_up", "reader_stalls_past_the_grace"])
+def test_attempts_sigtermed_at_random_points_stop_cleanly_and_their_resumes_deliver_every_record(
+    tmp_path, reliability_report, reader_pause
+):
+    """Airbyte's cancel, eviction or time-out: two attempts each get a SIGTERM after a random number of records
+    (the seed is in every failure's message), the third is left to finish. Each stopped attempt ends cleanly
+    (see `assert_stopped`); the records its last STATE covers plus the rest add up to the simulator's set, and
+    only records in flight at a stop are printed again. A reader that keeps up gets the pages in flight; one
+    that stalls past the grace, only the messages ahead of the next record (the connector is ahead of it by up
+    to a queue of pages)."""
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    sizes = Sizes(campaigns=1, templates=1, lists=1, segments=1, flows=1, profiles=1_500, events=4_000, event_days=20)
+    with Simulator(Dataset(seed=seed, now=NOW, sizes=sizes), Faults()).run_in_thread() as sim:
+        expected = all_history_ids(sim.dataset)
+        total = sum(len(expected[stream]) for stream in CURSORS)
+        workers = rng.choice([1, 3, 10])
+        config = all_history_config(sim.dataset, sim.url, num_workers=workers)
+        catalog = configured_catalog(discovered_catalog(tmp_path, config), CURSORS)
+        # Well before the end of a first read's output, so that the first SIGTERM lands (see the test above).
+        stops = [rng.randrange(1, total - 300) for _ in range(2)]
+        context = f"seed {seed}, {workers} workers, SIGTERM after {stops} records, reader pause {reader_pause} s"
+        outcome = sync_until_done(tmp_path, config, catalog, [*stops, None], signal.SIGTERM, context, reader_pause)
+
+    missing = {stream: len(expected[stream] - outcome.delivered.get(stream, set())) for stream in CURSORS}
+    reliability_report(
+        {
+            "scenario": f"SIGTERM after {', '.join(map(str, stops))} records ({context}); 4,000 events over 20 days, "
+            "1,500 profiles",
+            "expected": "each stopped attempt: exit 143 within 10 s, whole lines, one TRACE after a STATE; every "
+            "record delivered; only records in flight at a stop printed again",
+            "result": f"{len(outcome.attempts)} runs; in flight at the stops: {outcome.in_flight}; exit after "
+            f"{[round(run.exit_seconds, 1) for run in outcome.attempts if run.exit_seconds is not None]} s",
+            "records_expected": total,
+            "records_emitted": sum(outcome.printed.values()),
+            "missing": sum(missing.values()),
+            "duplicates": outcome.duplicates,
+        }
+    )
+    assert outcome.attempts[0].exit_code == EXIT_CODE, context
+    assert outcome.attempts[-1].exit_code == 0, context
+    assert missing == {"events": 0, "profiles": 0}, context
+
+
+@pytest.mark.parametrize("command", ["check", "read"])
+def test_a_sigterm_while_the_key_is_probed_ends_the_command_at_once_with_one_trace(tmp_path, command):
+    """check, and a read before any data moves (its preflight), wait for Klaviyo's answer to their probes;
+    a SIGTERM ends them without waiting for it."""
+    with Simulator(Dataset(seed=5, now=NOW, sizes=Sizes(events=50, profiles=20)), Faults()).run_in_thread() as sim:
+        files = {"config": {"api_key": FULL_ACCESS_KEY, "api_url": sim.url}}
+        if command == "read":
+            files["catalog"] = configured_catalog(discovered_catalog(tmp_path, files["config"]), ["events"])
+        for name, content in files.items():
+            (tmp_path / f"{name}.json").write_text(json.dumps(content))
+        sim.faults.latency_ms = 20_000
+        asked = sim.stats["requests"]
+        flags = [part for name in files for part in (f"--{name}", str(tmp_path / f"{name}.json"))]
+        process = subprocess.Popen([CONNECTOR, command, *flags], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        while sim.stats["requests"] == asked and process.poll() is None:
+            time.sleep(0.01)  # until the first probe waits for its answer
+        process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        out, _ = process.communicate(timeout=30)
+        seconds = time.monotonic() - signalled
+
+    lines = out.splitlines(keepends=True)
+    assert process.returncode == EXIT_CODE and seconds < SIGTERM_SECONDS, (process.returncode, seconds)
+    assert all(line.endswith(b"\n") for line in lines), lines[-1:]
+    assert_ends_with_the_stop([json.loads(line) for line in lines])
+
+
 # Per-parent streams, the record field that names each one's parent, and the incremental ones' cursors.
 PER_PARENT = {
     "campaign_messages": "campaign_id",
@@ -237,10 +369,11 @@ PARENT_CURSORS = {"flow_actions": "updated", "list_memberships": "joined_group_a
 PARENT_SIZES = Sizes(campaigns=30, templates=1, lists=8, segments=1, flows=6, profiles=1_200, events=200, coupons=5)
 
 
-def test_per_parent_streams_killed_at_random_resume_parent_by_parent(tmp_path, reliability_report):
-    """Each attempt is SIGKILLed after a random number of records and the next resumes from the last STATE. A parent
-    an interrupted sync finished is not read again in full: a full refresh skips it, an incremental stream reads
-    it from its newest record on."""
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_per_parent_streams_stopped_at_random_resume_parent_by_parent(tmp_path, reliability_report, signum):
+    """Each attempt is sent the signal after a random number of records and the next resumes from the last STATE.
+    A parent an interrupted sync finished is not read again in full: a full refresh skips it, an incremental stream
+    reads it from its newest record on. An attempt a SIGTERM stopped stops cleanly (see `assert_stopped`)."""
     rng = random.Random()
     seed = rng.randrange(1 << 30)
     rng.seed(seed)
@@ -254,7 +387,12 @@ def test_per_parent_streams_killed_at_random_resume_parent_by_parent(tmp_path, r
             attempts += 1
             finished = finished_parents(state)
             run = attempt(
-                tmp_path, config, catalog, list(state.values()), rng.randrange(1, total) if attempts <= 3 else None
+                tmp_path,
+                config,
+                catalog,
+                list(state.values()),
+                rng.randrange(1, total) if attempts <= 3 else None,
+                signum,
             )
             for stream, data in run.records:
                 parent = data[PER_PARENT[stream]]
@@ -267,10 +405,12 @@ def test_per_parent_streams_killed_at_random_resume_parent_by_parent(tmp_path, r
             state.update(run.states)
             if run.exit_code == 0:
                 break
+            assert_stopped(run, signum, f"seed {seed}, attempt {attempts}")
     missing = sum(len(expected[stream] - delivered[stream]) for stream in PER_PARENT)
     reliability_report(
         {
-            "scenario": f"per-parent streams ({', '.join(PER_PARENT)}) killed at random points (seed {seed})",
+            "scenario": f"per-parent streams ({', '.join(PER_PARENT)}) sent {signal.Signals(signum).name} at random "
+            f"points (seed {seed})",
             "expected": "every record delivered; no parent an interrupted sync finished read again in full",
             "result": f"{attempts} attempts",
             "records_expected": total,

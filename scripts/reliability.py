@@ -33,14 +33,17 @@ SECTIONS = {
     ),
     "test_kill_resume": (
         "Kill and resume",
-        "Incremental reads killed with SIGKILL after a number of records, each resumed from the last STATE "
-        "printed. A record counts as delivered once a STATE printed after it covers it (its cursor value lies "
-        "in a finished window of that STATE); it was in flight if the kill came first. Duplicates must be "
+        "Incremental reads killed with SIGKILL, or stopped with SIGTERM as Airbyte stops a source, after a number "
+        "of records, each resumed from the last STATE printed. A record counts as delivered once a STATE printed "
+        "after it covers it (its cursor value lies in a finished window of that STATE); it was in flight if the "
+        "kill came first. Duplicates must be "
         "records in flight at a kill (or, for a stream that had finished before the kill, records its next "
         "sync reads again from its newest record and lookback). The first row is the measure of the issue: "
         "every attempt dies after 40% of what a whole sync prints; hypothesis draws the event and profile rows' "
         "data, workers and kill points anew on every run. The per-parent streams are killed at random points (the "
-        "seed is in the row) and must not read again in full a parent an interrupted attempt finished.",
+        "seed is in the row) and must not read again in full a parent an interrupted attempt finished. An attempt "
+        "stopped by SIGTERM must exit with 143 within 10 s, print whole lines only and end with a STATE and one "
+        "TRACE saying it was stopped, whether its reader keeps up or stalls past the connector's 3 s grace.",
     ),
     "test_bad_input": ("Bad input", "Configs fuzzed with hypothesis, broken input files, unusable state."),
     "test_secrets": (

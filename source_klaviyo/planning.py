@@ -24,6 +24,7 @@ from airbyte_cdk.sources.streams.concurrent.partitions.partition_generator impor
 from airbyte_cdk.sources.types import Record
 
 from source_klaviyo.protocol import RecordPage
+from source_klaviyo.shutdown import STOP
 
 ReadSlots = threading.BoundedSemaphore
 
@@ -48,8 +49,8 @@ class PartitionAbandoned(Exception):
 
 
 class Planner(PartitionGenerator):
-    """Counts running partitions and stops waiting once one failed or the process is exiting, so a failed
-    sync never hangs on a planner; partitions left unread only hold state back."""
+    """Counts running partitions and stops waiting once one failed or the process is exiting or stopping
+    (SIGTERM), so a failed sync never hangs on a planner; partitions left unread only hold state back."""
 
     def __init__(
         self, stream_name: str, slots: ReadSlots | None = None, pages: MessageRepository | None = None
@@ -70,7 +71,7 @@ class Planner(PartitionGenerator):
 
     def abandoned(self) -> bool:
         # concurrent.futures sets _shutdown when the interpreter exits; its worker threads are then joined.
-        return self.failed or getattr(concurrent.futures.thread, "_shutdown", False)
+        return self.failed or STOP.is_set() or getattr(concurrent.futures.thread, "_shutdown", False)
 
     def started(self) -> None:
         """Called with the lock held, for each partition yielded."""

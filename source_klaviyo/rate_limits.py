@@ -30,6 +30,7 @@ from airbyte_cdk.sources.streams.call_rate import (
 )
 
 from source_klaviyo.endpoints import ENDPOINTS, PREDICTIVE_FIELDS, PREDICTIVE_PROFILES_LIMITS, V1_CAMPAIGNS
+from source_klaviyo.shutdown import stop_point
 
 # Our clock measures when a request leaves; Klaviyo's windows count arrivals, and
 # latency jitter can push one more request into a window than we sent in it.
@@ -100,13 +101,17 @@ class KlaviyoAPIBudget(HttpAPIBudget):
         every other waiting thread: all woke at once, one got the call, and the rest counted a hit again (4.5
         tries a request on a 100k-profile read, each formatting the CDK's log lines), some spinning on a wait
         rounded down to 0 ms. Callers of one policy now wait their turn on its lock, and only the first in line
-        polls the window, at most every millisecond."""
+        polls the window, at most every millisecond.
+
+        Every request passes here before it is sent, retries too: after a SIGTERM, none starts (shutdown.py)."""
         policy, counted = self._match(request)
         if policy is None or not block or timeout is not None:
+            stop_point()
             super().acquire_call(counted, block, timeout)
             return
         with self._turns[policy]:
             while True:
+                stop_point()  # also after waiting for the turn or for the window
                 try:
                     super().acquire_call(counted, block=False)
                     return

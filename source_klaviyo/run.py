@@ -12,6 +12,7 @@ from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
+from source_klaviyo import shutdown
 from source_klaviyo.protocol import launch
 from source_klaviyo.source import SourceKlaviyo
 
@@ -61,18 +62,23 @@ def run(args: list[str] | None = None) -> None:
     read_bodies_in_large_chunks()
     finish_pages_between_switches()
     try:
-        launch(SourceKlaviyo(record_pages=True), args)
+        source = SourceKlaviyo(record_pages=True)  # a bad SOURCE_KLAVIYO_NOW is a config error here
+        shutdown.install(source.queue)
+        launch(source, args)
+    except shutdown.SyncStopped:
+        shutdown.exit_stopped()
     except AirbyteTracedException as error:
         # The CDK would log the traceback too; an error the user can fix needs only its message.
         message = error.as_sanitized_airbyte_message()
         if error.failure_type == FailureType.config_error:
             message.trace.error.stack_trace = None
-        print(filter_secrets(AirbyteEntrypoint.airbyte_message_to_string(message)), flush=True)
+        lines = [filter_secrets(AirbyteEntrypoint.airbyte_message_to_string(message))]
         status = error.as_connection_status_message()
         if status and args and args[0] == "check":
             # check answers a config error with a FAILED status, as the CDK does for errors inside check.
-            print(AirbyteEntrypoint.airbyte_message_to_string(status), flush=True)
+            shutdown.print_last(*lines, AirbyteEntrypoint.airbyte_message_to_string(status))
             return
+        shutdown.print_last(*lines)
         sys.exit(1)
 
 

@@ -17,7 +17,6 @@ from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from queue import Queue
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -45,7 +44,6 @@ from airbyte_cdk.sources.streams.concurrent.adapters import StreamFacade
 from airbyte_cdk.sources.streams.concurrent.cursor import Cursor, CursorField, FinalStateCursor
 from airbyte_cdk.sources.streams.concurrent.default_stream import DefaultStream
 from airbyte_cdk.sources.streams.concurrent.partitions.partition_generator import PartitionGenerator
-from airbyte_cdk.sources.streams.concurrent.partitions.types import QueueItem
 from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
@@ -57,6 +55,7 @@ from source_klaviyo.incoming_state import Resumes, resumable
 from source_klaviyo.parents import ParentPlanner
 from source_klaviyo.planning import ReadSlots
 from source_klaviyo.rate_limits import KlaviyoAPIBudget, build_budget
+from source_klaviyo.shutdown import StoppingQueue
 from source_klaviyo.state import ParentCursor, ReportCursor, build_cursor
 from source_klaviyo.streams import (
     STREAM_CLASSES,
@@ -115,9 +114,10 @@ class SourceKlaviyo(ConcurrentSourceAdapter):
         # A worker closes its window (and its cursor emits STATE) right after queueing the window's
         # records. Emitted through the source's default repository, that STATE reaches stdout with the
         # next record the main thread prints, ahead of records still queued: a kill then would commit
-        # state past records never delivered. Through the records' own queue, STATE follows them.
-        self._queue: Queue[QueueItem] = Queue(maxsize=QUEUE_SIZE)
-        self._messages = ConcurrentMessageRepository(self._queue, InMemoryMessageRepository())
+        # state past records never delivered. Through the records' own queue, STATE follows them; on
+        # SIGTERM, that queue ends the read where the last STATE printed covers what was printed.
+        self.queue = StoppingQueue(maxsize=QUEUE_SIZE)
+        self._messages = ConcurrentMessageRepository(self.queue, InMemoryMessageRepository())
         self._settings: KlaviyoConfig | None = None
         self._now = command_now(self._clock)
         super().__init__(self._engine(DEFAULT_NUM_WORKERS, planners=1))
@@ -161,7 +161,7 @@ class SourceKlaviyo(ConcurrentSourceAdapter):
             ThreadPoolManager(threads, logger, max_concurrent_tasks=MAX_PENDING_PARTITIONS),
             logger,
             self._slice_logger,
-            self._queue,
+            self.queue,
             self._messages,
             initial_number_partitions_to_generate=planners,
         )

@@ -237,3 +237,13 @@ def test_the_command_now_is_whole_seconds_in_utc_whatever_the_clock_says():
     assert command_now(FixedClock(moment)) == datetime(2026, 12, 6, 3, 14, 7, tzinfo=timezone.utc)
     naive = FixedClock(datetime(2026, 12, 6, 3, 14, 7, 500_000))
     assert command_now(naive) == datetime(2026, 12, 6, 3, 14, 7, tzinfo=timezone.utc), "a naive clock reads UTC"
+
+
+def test_the_cli_answers_a_bad_pinned_now_with_one_config_error_and_no_traceback(monkeypatch, capfd):
+    monkeypatch.setenv(NOW_VARIABLE, "tomorrow")
+    with pytest.raises(SystemExit) as exited:
+        run(["spec"])
+    out, err = capfd.readouterr()
+    (line,) = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert exited.value.code == 1 and "Traceback" not in out + err
+    assert line["trace"]["error"]["failure_type"] == "config_error" and NOW_VARIABLE in line["trace"]["error"]["message"]
