@@ -203,3 +203,8 @@ class StreamFailed(AirbyteTracedException):
 
     def as_airbyte_message(self, stream_descriptor: StreamDescriptor | None = None) -> AirbyteMessage:
         return self._trace
+
+
+def config_error(message: str) -> AirbyteTracedException:
+    """A problem the user fixes in the config, catalog or input files: one TRACE, no stack trace (run.py)."""
+    return AirbyteTracedException(message=message, failure_type=FailureType.config_error)

@@ -11,20 +11,23 @@ could use.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, MutableMapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Iterator
 
 from airbyte_cdk.sources.message import MessageRepository
 from airbyte_cdk.sources.streams.concurrent.partitions.partition import Partition
 
-from source_klaviyo.planning import IdentitySlice, PlannedPartition, Planner, ReadSlots
-from source_klaviyo.state import ResumePoint
+from source_klaviyo.planning import (
+    PARENT,
+    IdentitySlice,
+    Page,
+    ParentsReader,
+    PlannedPartition,
+    Planner,
+    ReadSlots,
+    ResumePoint,
+)
+from source_klaviyo.state import ParentCursor
 
-if TYPE_CHECKING:
-    from source_klaviyo.state import ParentCursor
-    from source_klaviyo.streams.children import ChildStream
-
-PARENT = "parent_id"
 # About how long Klaviyo takes to answer a page: a running parent asks about 1 / REQUEST_SECONDS times a second.
 REQUEST_SECONDS = 0.25
 # Two at least, so one parent's slow answer never leaves its endpoint idle.
@@ -43,7 +46,7 @@ class ParentPartition(PlannedPartition):
         self._parents = planner
         self.parent_id = parent_id
 
-    def pages(self) -> Iterator[list[MutableMapping[str, Any]]]:
+    def pages(self) -> Iterator[Page]:
         cursor = self._parents.cursor
         start = cursor.resume_point(self.parent_id) or ResumePoint(None)
         for page in self._parents.stream.read_parent(self.parent_id, start):
@@ -58,7 +61,7 @@ class ParentPlanner(Planner):
 
     def __init__(
         self,
-        stream: ChildStream,
+        stream: ParentsReader,
         cursor: ParentCursor,
         workers: int,
         slots: ReadSlots | None,

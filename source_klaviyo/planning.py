@@ -1,4 +1,5 @@
-"""What the connector's own partition generators share: running counts, abandonment, read slots, slices.
+"""What the connector's own partition generators share: running counts, abandonment, read slots, slices, and
+the small protocols a planner plans over (what it needs of a stream, not the stream's class).
 
 A planner (windows.py, parents.py) yields partitions to the CDK's concurrent
 engine as work becomes known, and may wait for running partitions (a window
@@ -16,7 +17,9 @@ import time
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
 
 from airbyte_cdk.sources.message import MessageRepository
 from airbyte_cdk.sources.streams.concurrent.partitions.partition import Partition
@@ -27,6 +30,58 @@ from source_klaviyo.protocol import RecordPage
 from source_klaviyo.shutdown import STOP
 
 ReadSlots = threading.BoundedSemaphore
+# The key of a per-parent partition's slice naming its parent.
+PARENT = "parent_id"
+Page = list[MutableMapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where a parent is read from: `since` (None: all of it; `after`: only what is newer), or its interrupted
+    read's `next_page` link."""
+
+    since: datetime | None
+    next_page: str = ""
+    after: bool = False
+
+
+@dataclass
+class ParentPage:
+    """A page of one parent's children, and the link (path and query, after the API's base URL) of the next one."""
+
+    records: Page
+    next_page: str
+
+
+class WindowedReader(Protocol):
+    """What windows.py plans over: a stream read in windows of its cursor, a page at a time."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def page_size(self) -> int: ...
+
+    hands_off_pages: bool  # whether a window ends with each page it reads, handing the rest back
+
+    def read_window(self, partition: Any) -> Iterator[Page]:
+        """The window's records a page at a time (the partition may narrow as pages hand off its rest)."""
+
+
+class ParentsReader(Protocol):
+    """What parents.py plans over: a stream read one parent at a time."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def steady_per_minute(self) -> int: ...
+
+    def parents(self) -> Iterator[str]:
+        """The ids of the parents to read, each once."""
+
+    def read_parent(self, parent_id: str, start: ResumePoint) -> Iterator[ParentPage]:
+        """The parent's children from `start`, a page at a time."""
 
 
 def slot(slots: ReadSlots | None) -> AbstractContextManager[Any]:

@@ -52,6 +52,7 @@ from airbyte_cdk.sources.streams.concurrent.state_converters.datetime_stream_sta
 from airbyte_cdk.sources.types import Record
 
 from source_klaviyo.clock import KLAVIYO_EPOCH, format_klaviyo_datetime, parse_klaviyo_datetime
+from source_klaviyo.planning import PARENT, ResumePoint
 
 SLICE_START, SLICE_END, MOST_RECENT = "start", "end", "most_recent_cursor_value"
 UNFINISHED = "unfinished_sync_end"
@@ -168,16 +169,6 @@ class ParentProgress:
 
     value: str = ""
     next_page: str = ""
-
-
-@dataclass(frozen=True)
-class ResumePoint:
-    """Where a parent is read from: `since` (None: all of it; `after`: only what is newer), or its interrupted
-    read's `next_page` link."""
-
-    since: datetime | None
-    next_page: str = ""
-    after: bool = False
 
 
 class ParentCursor(Cursor):
@@ -299,7 +290,7 @@ class ParentCursor(Cursor):
         """A page of the parent is out (its records are queued ahead of any STATE emitted from now on); the next
         page is at `next_page`."""
         with self._lock:
-            progress = self._parents.setdefault(parent_slice["parent_id"], ParentProgress())
+            progress = self._parents.setdefault(parent_slice[PARENT], ParentProgress())
             newest = self._newest.get(id(parent_slice))
             if newest is not None:
                 progress.value = format_klaviyo_datetime(newest)
@@ -310,7 +301,7 @@ class ParentCursor(Cursor):
         parent_slice = partition.to_slice()
         with self._lock:
             self._closed += 1
-            progress = self._parents.setdefault(parent_slice["parent_id"], ParentProgress())
+            progress = self._parents.setdefault(parent_slice[PARENT], ParentProgress())
             newest = self._newest.pop(id(parent_slice), None)
             if newest is not None:
                 progress.value = format_klaviyo_datetime(newest)

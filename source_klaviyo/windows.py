@@ -19,21 +19,18 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterable, Iterator, MutableMapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from itertools import count, pairwise
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airbyte_cdk.sources.message import MessageRepository
 from airbyte_cdk.sources.streams.concurrent.partitions.partition import Partition
 
 from source_klaviyo.clock import format_klaviyo_datetime
-from source_klaviyo.planning import IdentitySlice, PlannedPartition, Planner, ReadSlots
+from source_klaviyo.planning import IdentitySlice, Page, PlannedPartition, Planner, ReadSlots, WindowedReader
 from source_klaviyo.state import SLICE_END, SLICE_START
-
-if TYPE_CHECKING:
-    from source_klaviyo.streams.windowed import WindowedKlaviyoStream
 
 # A first cut never makes windows shorter than this; empty stretches stay cheap.
 MIN_FIRST_WINDOW_SECONDS = 3600
@@ -90,7 +87,7 @@ class WindowPartition(PlannedPartition):
     def window(self) -> Window:
         return self._slice.window
 
-    def pages(self) -> Iterator[list[MutableMapping[str, Any]]]:
+    def pages(self) -> Iterator[Page]:
         return self._windows.stream.read_window(self)
 
     def hand_off(self, at: int, records_seen: int, first: int, last: int) -> bool:
@@ -120,7 +117,7 @@ class WindowPlanner(Planner):
 
     def __init__(
         self,
-        stream: WindowedKlaviyoStream,
+        stream: WindowedReader,
         ranges: Iterable[Window],
         workers: int,
         slots: ReadSlots | None = None,

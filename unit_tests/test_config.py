@@ -246,4 +246,6 @@ def test_the_cli_answers_a_bad_pinned_now_with_one_config_error_and_no_traceback
     out, err = capfd.readouterr()
     (line,) = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert exited.value.code == 1 and "Traceback" not in out + err
-    assert line["trace"]["error"]["failure_type"] == "config_error" and NOW_VARIABLE in line["trace"]["error"]["message"]
+    assert (
+        line["trace"]["error"]["failure_type"] == "config_error" and NOW_VARIABLE in line["trace"]["error"]["message"]
+    )

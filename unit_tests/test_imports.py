@@ -73,9 +73,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_no_module_of_the_connector_imports_one_that_imports_it_back():
     paths = {module_name(path): path for path in PACKAGE.rglob("*.py")}
     graph = {name: imported_modules(path, set(paths)) for name, path in paths.items()}
-    found = [
-        " <-> ".join(str(paths[name].relative_to(PACKAGE.parent)) for name in group) for group in cycles(graph)
-    ]
+    found = [" <-> ".join(str(paths[name].relative_to(PACKAGE.parent)) for name in group) for group in cycles(graph)]
     assert not found, f"import cycles: {found}"
 
 

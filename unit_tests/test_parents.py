@@ -14,8 +14,8 @@ from airbyte_cdk.sources.types import Record
 from source_klaviyo import state as state_module
 from source_klaviyo.clock import format_klaviyo_datetime
 from source_klaviyo.parents import parents_at_once
-from source_klaviyo.planning import IdentitySlice
-from source_klaviyo.state import NEXT_PAGE, UNFINISHED, ParentCursor, ResumePoint
+from source_klaviyo.planning import IdentitySlice, ResumePoint
+from source_klaviyo.state import NEXT_PAGE, UNFINISHED, ParentCursor
 from unit_tests.klaviyo_mock import NOW
 
 

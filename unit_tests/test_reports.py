@@ -11,6 +11,7 @@ from airbyte_cdk.models import SyncMode
 from airbyte_cdk.test.state_builder import StateBuilder
 
 from integration_tests.klaviyo_sim.contract import load_spec
+from source_klaviyo.streams.context import StreamContext
 from source_klaviyo.streams.reports import REPORT_CLASSES
 from unit_tests.klaviyo_mock import METRIC, NOW, all_output, config, run_read, stream_state, url
 
@@ -59,7 +60,7 @@ def test_every_statistic_of_the_revision_is_a_numeric_column(stream_class):
     resource = components[components[schema_name]["properties"]["data"]["$ref"].split("/")[-1]]
     offered = resource["properties"]["attributes"]["properties"]["statistics"]["items"]["enum"]
     assert set(stream_class.statistics) == set(offered)
-    schema = stream_class(config_model(), None, NOW).get_json_schema()
+    schema = stream_class(StreamContext(config_model(), None, NOW)).get_json_schema()
     assert all(schema["properties"][name]["type"] == ["null", "number"] for name in offered)
 
 

@@ -11,7 +11,9 @@ from airbyte_cdk.models import SyncMode
 from jsonschema import Draft7Validator
 
 from source_klaviyo.endpoints import endpoint
-from source_klaviyo.streams import STREAM_CLASSES, ChildStream, ReportStream
+from source_klaviyo.streams import STREAM_CLASSES
+from source_klaviyo.streams.children import ChildStream
+from source_klaviyo.streams.reports import ReportStream
 from unit_tests.klaviyo_mock import (
     API_KEY,
     METRIC,

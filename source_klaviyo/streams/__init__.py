@@ -8,17 +8,16 @@ from source_klaviyo.streams.audiences import (
     SegmentMemberships,
     Segments,
 )
-from source_klaviyo.streams.base import IncrementalKlaviyoStream, KlaviyoStream
+from source_klaviyo.streams.base import KlaviyoStream
 from source_klaviyo.streams.campaigns import CampaignMessages, CampaignsEmail, CampaignsPush, CampaignsSms, CampaignsV1
-from source_klaviyo.streams.children import ChildStream
 from source_klaviyo.streams.commerce import CatalogCategories, CatalogItems, CatalogVariants, CouponCodes, Coupons
+from source_klaviyo.streams.context import ReadChoices, ReportContext, StreamContext
 from source_klaviyo.streams.events import Events, EventsCustomDates
 from source_klaviyo.streams.flows import FlowActions, FlowMessages, Flows
 from source_klaviyo.streams.metric_aggregates import MetricAggregates
 from source_klaviyo.streams.profiles import Profiles
-from source_klaviyo.streams.reports import REPORT_CLASSES, ReportContext, ReportStream
+from source_klaviyo.streams.reports import REPORT_CLASSES
 from source_klaviyo.streams.resources import Forms, Metrics, TagGroups, Tags, Templates
-from source_klaviyo.streams.windowed import WindowedKlaviyoStream
 
 STREAM_CLASSES = (
     CampaignsEmail,
@@ -52,17 +51,4 @@ STREAM_CLASSES = (
     MetricAggregates,
 )
 
-__all__ = [
-    "STREAM_CLASSES",
-    "ChildStream",
-    "Events",
-    "EventsCustomDates",
-    "IncrementalKlaviyoStream",
-    "KlaviyoStream",
-    "MetricAggregates",
-    "Metrics",
-    "Profiles",
-    "ReportContext",
-    "ReportStream",
-    "WindowedKlaviyoStream",
-]
+__all__ = ["STREAM_CLASSES", "KlaviyoStream", "ReadChoices", "ReportContext", "StreamContext"]

@@ -3,8 +3,10 @@
 `KlaviyoStream` sends the revision and key headers, asks for the largest page
 the revision allows, follows `links.next`, turns each resource into a flat
 record and leaves retries, rate limits and errors to `errors.py` and
-`rate_limits.py`. `IncrementalKlaviyoStream` adds a cursor whose windows come
-from the CDK's ConcurrentCursor (see `cursor.py`).
+`rate_limits.py`. A stream also declares how it runs in the concurrent engine
+(`concurrent_cursor`, `planner`, `resumes`), which the engine only assembles.
+`IncrementalKlaviyoStream` adds a cursor whose windows come from the CDK's
+ConcurrentCursor (see `state.py`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ from typing import Any, ClassVar
 
 import requests
 from airbyte_cdk.models import FailureType, SyncMode
-from airbyte_cdk.sources.streams.call_rate import APIBudget
+from airbyte_cdk.sources.connector_state_manager import ConnectorStateManager
+from airbyte_cdk.sources.message import MessageRepository
+from airbyte_cdk.sources.streams.concurrent.cursor import Cursor
+from airbyte_cdk.sources.streams.concurrent.partitions.partition_generator import PartitionGenerator
 from airbyte_cdk.sources.streams.http import HttpClient, HttpStream
 from airbyte_cdk.sources.streams.http.error_handlers import ErrorResolution, ResponseAction
 from airbyte_cdk.sources.streams.http.exceptions import BaseBackoffException
@@ -29,8 +34,10 @@ from source_klaviyo.clock import format_klaviyo_datetime, parse_klaviyo_datetime
 from source_klaviyo.config import KlaviyoConfig
 from source_klaviyo.endpoints import DEFAULT_REVISION, Endpoint, endpoint
 from source_klaviyo.errors import CONNECT_TIMEOUT, MAX_RETRIES, KlaviyoErrorHandler, RetryAfterBackoff, json_body
-from source_klaviyo.planning import ReadSlots, slot
-from source_klaviyo.state import SLICE_END, SLICE_START
+from source_klaviyo.incoming_state import Resumes
+from source_klaviyo.planning import slot
+from source_klaviyo.state import SLICE_END, SLICE_START, build_cursor
+from source_klaviyo.streams.context import StreamContext
 
 JSON_API = "application/vnd.api+json"
 
@@ -53,16 +60,24 @@ class KlaviyoStream(HttpStream, ABC):
     included: ClassVar[tuple[str, ...]] = ()
     # Whether an interrupted full refresh resumes from its STATE (discover's `is_resumable`).
     resumes_full_refresh: ClassVar[bool] = False
+    # Whether the user picks the cursor in the configured catalog (else the stream's own).
+    catalog_defined_cursor: ClassVar[bool] = False
+    # Whether the read looks up `event_metrics` for this stream (their ids come in the context's choices).
+    reads_event_metrics: ClassVar[bool] = False
+    # Whether the read looks up the account's timezone and metrics for this stream (the context's report context).
+    needs_report_context: ClassVar[bool] = False
 
-    def __init__(self, config: KlaviyoConfig, budget: APIBudget, now: datetime, slots: ReadSlots | None = None) -> None:
-        self._config = config
-        self._endpoint = self.endpoint_facts(config.revision)
-        self._budget = budget
-        self._now = now
-        self.slots = slots
-        self._window_start = config.backfill_start(self.name, now)
-        self._authenticator = self.authenticator(config.api_key.get_secret_value())
-        super().__init__(authenticator=self._authenticator, api_budget=budget)
+    def __init__(self, context: StreamContext) -> None:
+        self.context = context
+        self._config = context.config
+        self._endpoint = self.endpoint_facts(context.config.revision)
+        self._budget = context.budget
+        self._now = context.now
+        self.slots = context.slots
+        self.incremental = self.name in context.choices.incremental
+        self._window_start = context.config.backfill_start(self.name, context.now)
+        self._authenticator = self.authenticator(context.config.api_key.get_secret_value())
+        super().__init__(authenticator=self._authenticator, api_budget=context.budget)
 
     @classmethod
     def missing_setting(cls, config: KlaviyoConfig) -> str | None:
@@ -70,6 +85,27 @@ class KlaviyoStream(HttpStream, ABC):
         the streams that need nothing more, so selecting every discovered stream always syncs."""
         if endpoint(config.revision, cls.endpoint_name) is None:
             return f"`revision` {DEFAULT_REVISION} (revision {config.revision} has no /api/{cls.endpoint_name})"
+        return None
+
+    @classmethod
+    def needs_conversion_metric(cls) -> bool:
+        """Whether discover offers the stream only to an account with a conversion metric (campaign and flow
+        reports count conversions of one)."""
+        return False
+
+    # -- how the stream runs in the concurrent engine (engine.py assembles it) --------------------------------
+
+    def concurrent_cursor(self, state_manager: ConnectorStateManager, repository: MessageRepository) -> Cursor | None:
+        """The cursor keeping this stream's state in a read (None: the CDK's final-state cursor, no progress)."""
+        return None
+
+    def planner(self, cursor: Cursor, pages: MessageRepository | None) -> PartitionGenerator | None:
+        """This stream's partitions, from one of the connector's planners, which send records a page at a time
+        to `pages` when given (None: the CDK's partitions, one per slice of `stream_slices`)."""
+        return None
+
+    def resumes(self) -> Resumes | None:
+        """How this stream resumes from its state in this read (None: it reads in full and ignores its state)."""
         return None
 
     def endpoint_facts(self, revision: str) -> Endpoint:
@@ -340,6 +376,26 @@ class IncrementalKlaviyoStream(KlaviyoStream, ABC):
     @property
     def time_field(self) -> str:  # type: ignore[override]
         return self.cursor_field
+
+    @property
+    def lookback(self) -> timedelta | None:
+        """How far a sync after a finished one reads again before that one's newest record (None: not at all)."""
+        return None
+
+    def concurrent_cursor(self, state_manager: ConnectorStateManager, repository: MessageRepository) -> Cursor | None:
+        return build_cursor(
+            self.name,
+            self.cursor_field,
+            self.window_start,
+            self._config.start_date,
+            state_manager,
+            repository,
+            self._now,
+            self.lookback,
+        )
+
+    def resumes(self) -> Resumes | None:
+        return Resumes(self.cursor_field) if self.incremental else None
 
     def stream_slices(self, **kwargs: Any) -> Iterable[Mapping[str, Any] | None]:
         yield from self.cursor.stream_slices()

@@ -10,17 +10,22 @@ its children read so far stay, the rest is skipped with a warning.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 from airbyte_cdk.models import SyncMode
+from airbyte_cdk.sources.connector_state_manager import ConnectorStateManager
+from airbyte_cdk.sources.message import MessageRepository
+from airbyte_cdk.sources.streams.concurrent.cursor import Cursor
+from airbyte_cdk.sources.streams.concurrent.partitions.partition_generator import PartitionGenerator
 from airbyte_cdk.sources.streams.http.error_handlers import ErrorResolution, ResponseAction
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_klaviyo.clock import format_klaviyo_datetime
-from source_klaviyo.parents import PARENT
-from source_klaviyo.state import SLICE_START, ResumePoint
+from source_klaviyo.incoming_state import Resumes
+from source_klaviyo.parents import ParentPlanner
+from source_klaviyo.planning import PARENT, ParentPage, ResumePoint
+from source_klaviyo.state import SLICE_START, ParentCursor
 from source_klaviyo.streams.base import KlaviyoStream, archived_filter
 
 # The parent id a probe asks for: a key without the scope gets 403, any other key 404 (no such parent).
@@ -43,6 +48,25 @@ class ChildStream(KlaviyoStream, ABC):
     @property
     def time_field(self) -> str | None:  # type: ignore[override]
         return self.cursor_field or None
+
+    def concurrent_cursor(self, state_manager: ConnectorStateManager, repository: MessageRepository) -> Cursor | None:
+        return ParentCursor(
+            stream_name=self.name,
+            parent_field=self.parent_field,
+            cursor_field=(self.cursor_field or None) if self.incremental else None,
+            state_manager=state_manager,
+            message_repository=repository,
+            now=self._now,
+            first_sync_start=self.window_start,
+            start_date=self._config.start_date,
+        )
+
+    def planner(self, cursor: Cursor, pages: MessageRepository | None) -> PartitionGenerator | None:
+        assert isinstance(cursor, ParentCursor)
+        return ParentPlanner(self, cursor, self._config.num_workers, self.slots, pages)
+
+    def resumes(self) -> Resumes | None:
+        return Resumes((self.cursor_field or None) if self.incremental else None, self.parent_field)
 
     def extra_params(self) -> Mapping[str, Any]:
         return {"sort": self.cursor_field} if self.cursor_field else {}
@@ -111,14 +135,6 @@ class ChildStream(KlaviyoStream, ABC):
                 return
 
 
-@dataclass
-class ParentPage:
-    """A page of one parent's children, and the link (path and query, after the API's base URL) of the next one."""
-
-    records: list[MutableMapping[str, Any]]
-    next_page: str
-
-
 class ParentCollection(KlaviyoStream):
     """The records of a parent collection (each of `partitions`, a list of filters), read only for their ids.
 
@@ -138,7 +154,7 @@ class ParentCollection(KlaviyoStream):
         self.included = included
         self.relationships = relationships or {}
         self._partitions = partitions
-        super().__init__(child._config, child._budget, child._now, child.slots)
+        super().__init__(child.context)
 
     def stream_slices(self, **kwargs: Any) -> Iterable[Mapping[str, Any] | None]:
         for filters in self._partitions:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from source_klaviyo.parents import PARENT
+from source_klaviyo.planning import PARENT
 from source_klaviyo.streams.base import KlaviyoStream
 from source_klaviyo.streams.children import PROBE_PARENT, ChildStream, ParentCollection
 

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, MutableMapping
+from datetime import timedelta
 from typing import Any
 
 import requests
+from airbyte_cdk.sources.connector_state_manager import ConnectorStateManager
+from airbyte_cdk.sources.message import MessageRepository
+from airbyte_cdk.sources.streams.concurrent.cursor import Cursor
 
 from source_klaviyo.config import KlaviyoConfig
 from source_klaviyo.endpoints import DEFAULT_REVISION
 from source_klaviyo.errors import json_body
+from source_klaviyo.streams.context import StreamContext
 from source_klaviyo.streams.windowed import WindowedKlaviyoStream
 from source_klaviyo.windows import Window, epoch
 
@@ -18,13 +23,14 @@ class Events(WindowedKlaviyoStream):
     """Each event with its metric's id and name (include=metric), its profile's id and, from revision
     2026-07-15, the campaign, flow and message Klaviyo attributes it to (include=attributions).
 
-    `variants` holds the metric ids to read, one query each (Klaviyo filters
-    events by one metric at a time); None reads every metric.
+    `variants` holds the metric ids to read (the read's `event_metrics`), one query
+    each (Klaviyo filters events by one metric at a time); None reads every metric.
     """
 
     name = "events"
     endpoint_name = "events"
     cursor_field = "datetime"
+    reads_event_metrics = True
     relationships = {"metric": "metric_id", "profile": "profile_id"}
     # Field -> (relationship, attribute of the related resource), filled from `included`.
     included_attributes = {"metric_name": ("metric", "name")}
@@ -35,6 +41,14 @@ class Events(WindowedKlaviyoStream):
         "flow_id": "flow",
         "flow_message_id": "flow-message",
     }
+
+    def __init__(self, context: StreamContext) -> None:
+        super().__init__(context)
+        self.variants = context.choices.event_metric_ids
+
+    @property
+    def lookback(self) -> timedelta | None:
+        return timedelta(hours=self._config.event_lookback_hours)
 
     def includes(self) -> tuple[str, ...]:
         return ("metric", "attributions") if self._config.revision == DEFAULT_REVISION else ("metric",)
@@ -84,9 +98,12 @@ class EventsCustomDates(Events):
     def missing_setting(cls, config: KlaviyoConfig) -> str | None:
         return None if config.events_custom_dates else "`events_custom_dates` (its start and end)"
 
-    def __init__(self, config: KlaviyoConfig, *args: Any, **kwargs: Any) -> None:
-        super().__init__(config, *args, **kwargs)
-        self._range = config.events_custom_dates
+    def __init__(self, context: StreamContext) -> None:
+        super().__init__(context)
+        self._range = context.config.events_custom_dates
+
+    def concurrent_cursor(self, state_manager: ConnectorStateManager, repository: MessageRepository) -> Cursor | None:
+        return None  # the same range every sync: nothing to keep
 
     def ranges(self) -> Iterable[Window]:
         # (start, end] at Klaviyo's one-second precision is [start + 1 s, end + 1 s).

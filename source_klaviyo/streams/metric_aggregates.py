@@ -22,13 +22,17 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from airbyte_cdk.models import FailureType, SyncMode
+from airbyte_cdk.sources.connector_state_manager import ConnectorStateManager
+from airbyte_cdk.sources.message import MessageRepository
+from airbyte_cdk.sources.streams.concurrent.cursor import Cursor
 from airbyte_cdk.sources.streams.http.error_handlers import ErrorResolution, ResponseAction
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_klaviyo.aggregate_query import AggregateQuery
 from source_klaviyo.config import KlaviyoConfig
 from source_klaviyo.errors import json_body
-from source_klaviyo.parents import PARENT
+from source_klaviyo.incoming_state import Resumes
+from source_klaviyo.planning import PARENT
 from source_klaviyo.state import ParentCursor
 from source_klaviyo.streams.base import JSON_API, KlaviyoStream
 
@@ -51,6 +55,22 @@ class MetricAggregates(KlaviyoStream):
     @property
     def queries(self) -> tuple[AggregateQuery, ...]:
         return self._config.metric_aggregates
+
+    def concurrent_cursor(self, state_manager: ConnectorStateManager, repository: MessageRepository) -> Cursor | None:
+        """Incremental: one cursor per query, its newest interval read (the stream re-reads from there)."""
+        if not self.incremental:
+            return None
+        return ParentCursor(
+            stream_name=self.name,
+            parent_field=self.parent_field,
+            cursor_field=self.cursor_field,
+            state_manager=state_manager,
+            message_repository=repository,
+            now=self._now,
+        )
+
+    def resumes(self) -> Resumes | None:
+        return Resumes(self.cursor_field, self.parent_field) if self.incremental else None
 
     def request_headers(self, **kwargs: Any) -> Mapping[str, str]:
         return {**super().request_headers(**kwargs), "Content-Type": JSON_API}

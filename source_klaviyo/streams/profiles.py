@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
-from airbyte_cdk.sources.streams.call_rate import APIBudget
-
-from source_klaviyo.config import KlaviyoConfig
 from source_klaviyo.endpoints import PREDICTIVE_FIELDS
-from source_klaviyo.planning import ReadSlots
+from source_klaviyo.streams.context import StreamContext
 from source_klaviyo.streams.windowed import WindowedKlaviyoStream
 
 PROFILE_CURSORS = ("created", "updated")
@@ -27,16 +23,9 @@ class Profiles(WindowedKlaviyoStream):
     time_operators = ("greater-than", "less-than")
     catalog_defined_cursor = True
 
-    def __init__(
-        self,
-        config: KlaviyoConfig,
-        budget: APIBudget,
-        now: datetime,
-        slots: ReadSlots | None = None,
-        cursor_field: str = "created",
-    ) -> None:
-        self._cursor_field = cursor_field
-        super().__init__(config, budget, now, slots)
+    def __init__(self, context: StreamContext) -> None:
+        self._cursor_field = context.choices.profiles_cursor
+        super().__init__(context)
 
     @property
     def cursor_field(self) -> str:  # type: ignore[override]

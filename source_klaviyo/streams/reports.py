@@ -16,22 +16,25 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, ClassVar
-from zoneinfo import ZoneInfo
 
 import orjson
 import requests
 from airbyte_cdk.models import SyncMode
+from airbyte_cdk.sources.connector_state_manager import ConnectorStateManager
+from airbyte_cdk.sources.message import MessageRepository
+from airbyte_cdk.sources.streams.concurrent.cursor import Cursor
 from airbyte_cdk.sources.streams.http.error_handlers import ErrorResolution, ResponseAction
 
 from source_klaviyo.clock import KLAVIYO_EPOCH, format_klaviyo_datetime
 from source_klaviyo.errors import KlaviyoErrorHandler, json_body
+from source_klaviyo.incoming_state import Resumes
 from source_klaviyo.report_dates import Period, first_day, local_midnight, periods
 from source_klaviyo.state import ReportCursor
 from source_klaviyo.streams.base import JSON_API, KlaviyoStream
 from source_klaviyo.streams.children import ParentCollection, archived_and_not
+from source_klaviyo.streams.context import ReportContext
 
 MESSAGE_STATISTICS = (
     "average_order_value", "bounce_rate", "bounced", "bounced_or_failed", "bounced_or_failed_rate", "click_rate",
@@ -51,16 +54,6 @@ SEGMENT_STATISTICS = ("members_added", "members_removed", "net_members_changed",
 DAILY_LIMIT_RETRY_AFTER = 60
 # The metrics whose events are message sends (what makes an empty campaign or flow report suspicious).
 SENT_METRICS = ("Received Email", "Received SMS", "Received Push")
-
-
-@dataclass(frozen=True)
-class ReportContext:
-    """What every report of a read needs from the account: its timezone and, for campaign and flow reports,
-    the conversion metric and the metrics of sent messages."""
-
-    timezone: ZoneInfo
-    conversion_metric_id: str | None = None
-    sent_metric_ids: tuple[str, ...] = ()
 
 
 class QuotaExhausted(Exception):
@@ -104,8 +97,8 @@ class ReportStream(KlaviyoStream):
     collection: ClassVar[tuple[str, tuple[str, ...]]]
     # The day (in the account's timezone) Klaviyo's data for the report starts (segment reports: 2023-06-01).
     data_starts: ClassVar[date] = KLAVIYO_EPOCH.date()
-    context: ReportContext | None = None  # set by the source before a read
-    cursor: ReportCursor | None = None  # set by the source before a read
+    needs_report_context = True
+    cursor: ReportCursor | None = None  # set by the engine (engine.py) from `concurrent_cursor`
 
     @property
     def cursor_field(self) -> str:  # type: ignore[override]
@@ -114,6 +107,18 @@ class ReportStream(KlaviyoStream):
     @classmethod
     def needs_conversion_metric(cls) -> bool:
         return cls.kind in ("campaign", "flow")
+
+    @property
+    def report(self) -> ReportContext:
+        """The account's timezone and metrics, which the read looked up (only a read builds report streams)."""
+        assert self.context.choices.reports is not None, "a read looks the report context up first"
+        return self.context.choices.reports
+
+    def concurrent_cursor(self, state_manager: ConnectorStateManager, repository: MessageRepository) -> Cursor | None:
+        return ReportCursor(self.name, self.cursor_field, state_manager, repository, self._now)
+
+    def resumes(self) -> Resumes | None:
+        return Resumes(self.cursor_field) if self.incremental else None
 
     def columns(self) -> tuple[str, ...]:
         return self.groupings
@@ -150,7 +155,7 @@ class ReportStream(KlaviyoStream):
         if self.series:
             attributes["interval"] = "daily"
         if self.needs_conversion_metric():
-            attributes["conversion_metric_id"] = self.context.conversion_metric_id
+            attributes["conversion_metric_id"] = self.report.conversion_metric_id
         if self.columns() != self.groupings:
             attributes["group_by"] = list(self.columns())
         return {"data": {"type": self.endpoint_name.removesuffix("s"), "attributes": attributes}}
@@ -164,7 +169,7 @@ class ReportStream(KlaviyoStream):
     ) -> Iterable[Mapping[str, Any]]:
         """Period after period, oldest first, each period's state right after its rows; no read slot is held,
         since the endpoint's 2 requests a minute, not the read's workers, set the pace."""
-        zone = self.context.timezone
+        zone = self.report.timezone
         resume = self.cursor.resume_from(timedelta(days=self._config.reporting_lookback_days))
         start = first_day(resume or self.window_start or KLAVIYO_EPOCH, zone, yearly=not self.series)
         start = max(start, local_midnight(self.data_starts, zone))
@@ -201,10 +206,10 @@ class ReportStream(KlaviyoStream):
 
     def rows(self, document: Mapping[str, Any], period: Period) -> Iterator[MutableMapping[str, Any]]:
         attributes = document["data"]["attributes"]
-        zone = self.context.timezone
+        zone = self.report.timezone
         common: dict[str, Any] = {"timezone": zone.key}
         if self.needs_conversion_metric():
-            common["conversion_metric_id"] = self.context.conversion_metric_id
+            common["conversion_metric_id"] = self.report.conversion_metric_id
         for result in attributes["results"]:
             groupings = {column: result["groupings"].get(column) for column in self.columns()}
             statistics = result.get("statistics") or {}
@@ -224,7 +229,7 @@ class ReportStream(KlaviyoStream):
         moment = when.get("date") or when["start"]
         key = [
             self.name,
-            self.context.conversion_metric_id or "",
+            self.report.conversion_metric_id or "",
             orjson.dumps(groupings, option=orjson.OPT_SORT_KEYS).decode(),
             moment,
         ]
@@ -261,7 +266,7 @@ class ReportStream(KlaviyoStream):
             f"greater-or-equal(datetime,{format_klaviyo_datetime(period.start)})",
             f"less-than(datetime,{format_klaviyo_datetime(period.end)})",
         ]
-        partitions = [[f"equals(metric_id,'{metric}')", *window] for metric in self.context.sent_metric_ids]
+        partitions = [[f"equals(metric_id,'{metric}')", *window] for metric in self.report.sent_metric_ids]
         return _any_record(ParentCollection(self, "events", partitions))
 
 

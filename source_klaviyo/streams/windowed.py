@@ -6,10 +6,14 @@ from abc import ABC
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from typing import Any, ClassVar
 
+from airbyte_cdk.sources.message import MessageRepository
+from airbyte_cdk.sources.streams.concurrent.cursor import Cursor
+from airbyte_cdk.sources.streams.concurrent.partitions.partition_generator import PartitionGenerator
+
 from source_klaviyo.clock import parse_klaviyo_datetime
 from source_klaviyo.state import SLICE_END, SLICE_START
 from source_klaviyo.streams.base import IncrementalKlaviyoStream
-from source_klaviyo.windows import Window, WindowPartition, epoch, formatted
+from source_klaviyo.windows import Window, WindowPartition, WindowPlanner, epoch, formatted
 
 # Klaviyo's page when an endpoint takes no page[size] (events on 2023-10-15).
 FIXED_PAGE_SIZE = 200
@@ -23,8 +27,6 @@ class WindowedKlaviyoStream(IncrementalKlaviyoStream, ABC):
     """
 
     variants: tuple[Any, ...] = (None,)
-    # Whether the user picks the cursor in the configured catalog (else the stream's own).
-    catalog_defined_cursor: ClassVar[bool] = False
     # Whether a window ends with each page (its records sorted by the cursor), handing the rest back.
     hands_off_pages: ClassVar[bool] = True
 
@@ -34,6 +36,10 @@ class WindowedKlaviyoStream(IncrementalKlaviyoStream, ABC):
 
     def extra_params(self) -> Mapping[str, Any]:
         return {"sort": self.time_field}
+
+    def planner(self, cursor: Cursor, pages: MessageRepository | None) -> PartitionGenerator | None:
+        self.cursor = cursor  # the ranges to read come from it
+        return WindowPlanner(self, self.ranges(), self._config.num_workers, self.slots, pages)
 
     def ranges(self) -> Iterable[Window]:
         """The ranges to read, from the cursor (state, backfill window, lookback) to now."""
