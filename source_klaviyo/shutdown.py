@@ -33,6 +33,7 @@ takes, so no line is cut, and only the first prints: one TRACE at most.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -191,10 +192,8 @@ class StoppingQueue(Queue[QueueItem]):
         self.reading = True
         item = None
         while item is None and not self._stop.is_set():
-            try:
+            with contextlib.suppress(Empty):
                 item = super().get(timeout=POLL)
-            except Empty:
-                pass
         if not self._stop.is_set():
             return self._handed_out(item)
         if self._repeats is None:

@@ -9,6 +9,7 @@ SOURCE_KLAVIYO_DEFAULT_RUNTIME=1 to run with Python's and the libraries' default
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import os
@@ -47,10 +48,8 @@ def limit_malloc_arenas(arenas: int = 1) -> None:
     110 MB with two arenas. One arena: 106, 111 and 116 MB at 100k, 1M and 3M events instead of 114,
     121 and 127 with two, within the run-to-run spread of CPU (the workers allocate holding the GIL,
     so they rarely wait for the arena's lock). Not glibc (musl, macOS): nothing to do."""
-    try:
+    with contextlib.suppress(AttributeError, OSError):
         ctypes.CDLL(None).mallopt(M_ARENA_MAX, arenas)
-    except (AttributeError, OSError):
-        pass
 
 
 def read_bodies_in_large_chunks(chunk: int = 1 << 16) -> None:

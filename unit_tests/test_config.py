@@ -235,7 +235,7 @@ def test_the_command_now_is_whole_seconds_in_utc_whatever_the_clock_says():
     """Klaviyo's datetimes and the state are in seconds: a sub-second now made finished syncs look interrupted."""
     moment = datetime(2026, 12, 6, 5, 14, 7, 918_273, tzinfo=timezone(timedelta(hours=2)))
     assert command_now(FixedClock(moment)) == datetime(2026, 12, 6, 3, 14, 7, tzinfo=timezone.utc)
-    naive = FixedClock(datetime(2026, 12, 6, 3, 14, 7, 500_000))
+    naive = FixedClock(datetime(2026, 12, 6, 3, 14, 7, 500_000))  # noqa: DTZ001 - what a careless clock gives
     assert command_now(naive) == datetime(2026, 12, 6, 3, 14, 7, tzinfo=timezone.utc), "a naive clock reads UTC"
 
 

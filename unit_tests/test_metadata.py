@@ -34,7 +34,7 @@ ALLOWED = {
 
 def test_metadata_has_every_field_airbyte_requires_with_allowed_values():
     assert set(METADATA) == {"metadataSpecVersion", "data"}
-    assert REQUIRED <= set(DATA)
+    assert set(DATA) >= REQUIRED
     for field, values in ALLOWED.items():
         assert DATA[field] in values, field
     assert uuid.UUID(DATA["definitionId"]).version == 4

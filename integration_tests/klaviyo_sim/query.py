@@ -72,9 +72,8 @@ def matches(record: Record, terms: Sequence[Term]) -> bool:
         elif operator == "starts-with":
             if not str(actual or "").startswith(value):
                 return False
-        elif operator == "ends-with":
-            if not str(actual or "").endswith(value):
-                return False
+        elif operator == "ends-with" and not str(actual or "").endswith(value):
+            return False
     return True
 
 

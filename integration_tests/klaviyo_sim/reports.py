@@ -359,11 +359,11 @@ def _count_events(
 
 
 def _form_units(dataset: Dataset) -> list[tuple[dict, tuple[Record, int]]]:
-    units = []
-    for form in dataset.collection("forms"):
-        for version in range(2 if form.fields["ab_test"] else 1):
-            units.append(({"form_id": form.id, "form_version_id": f"{form.id}-v{version + 1}"}, (form, version)))
-    return units
+    return [
+        ({"form_id": form.id, "form_version_id": f"{form.id}-v{version + 1}"}, (form, version))
+        for form in dataset.collection("forms")
+        for version in range(2 if form.fields["ab_test"] else 1)
+    ]
 
 
 def _count_form(dataset: Dataset, form: Record, version: int, low: int, high: int, bounds, raws) -> None:

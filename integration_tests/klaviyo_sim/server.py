@@ -494,13 +494,13 @@ class Simulator:
                 return Violation(
                     f"'{channels[0]}' is not a valid channel; choose from {list(operation.channels)}.", "filter"
                 )
-        if name == "coupon-codes" and parent is None:
-            if not any(field in ("coupon.id", "profile.id") for _, field, _ in terms):
-                return Violation(
-                    "A coupon or profile filter is required: equals(coupon.id,'...'), any(coupon.id,[...]), "
-                    "equals(profile.id,'...') or any(profile.id,[...]).",
-                    "filter",
-                )
+        coupon_or_profile = any(field in ("coupon.id", "profile.id") for _, field, _ in terms)
+        if name == "coupon-codes" and parent is None and not coupon_or_profile:
+            return Violation(
+                "A coupon or profile filter is required: equals(coupon.id,'...'), any(coupon.id,[...]), "
+                "equals(profile.id,'...') or any(profile.id,[...]).",
+                "filter",
+            )
         return None
 
     def _included(self, records: list[Record], include: list[str], revision: str, base: str) -> list[dict]:
