@@ -13,9 +13,9 @@ from integration_tests.conftest import NOW, WALL_CLOCK
 from integration_tests.connector_cli import configured_catalog, discovered_catalog, run_connector
 from integration_tests.expectations import utc
 from integration_tests.klaviyo_sim import FULL_ACCESS_KEY, Dataset, Faults, Simulator, Sizes
-from integration_tests.klaviyo_sim.contract import parse_filter
 from integration_tests.klaviyo_sim.data import DAY, iso
 from integration_tests.klaviyo_sim.query import literal
+from klaviyo_spec.contract import parse_filter
 from source_klaviyo.state import UNFINISHED
 from source_klaviyo.windows import PAGES_PER_WINDOW
 

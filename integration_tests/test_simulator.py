@@ -15,10 +15,10 @@ import pytest
 import requests
 
 from integration_tests.klaviyo_sim import FULL_ACCESS_KEY, Dataset, Faults, Simulator, Sizes, key_without
-from integration_tests.klaviyo_sim.contract import ResponseContract
 from integration_tests.klaviyo_sim.data import DAY, Events, iso
 from integration_tests.klaviyo_sim.reports import KINDS, report
 from integration_tests.klaviyo_sim.resources import CURRENT, RETIRED, path_of
+from klaviyo_spec.contract import ResponseContract
 
 REVISIONS = [CURRENT, RETIRED]
 COLLECTIONS = ["campaigns", "templates", "profiles", "events", "metrics", "lists", "segments", "flows"]

@@ -1,4 +1,4 @@
-"""Copy the part of Klaviyo's OpenAPI specs this project uses into integration_tests/klaviyo_sim/openapi/.
+"""Copy the part of Klaviyo's OpenAPI specs this project uses into klaviyo_spec/openapi/.
 
     python tools/trim_openapi.py ../shared/klaviyo-openapi
 
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-OUT_DIR = Path(__file__).resolve().parents[1] / "integration_tests" / "klaviyo_sim" / "openapi"
+OUT_DIR = Path(__file__).resolve().parents[1] / "klaviyo_spec" / "openapi"
 REVISIONS = ("2026-07-15", "2023-10-15")
 # Path (after /api/, without the trailing slash 2023-10-15 adds) -> method. Templated paths are
 # written as the spec writes them; a revision without the path (forms in 2023-10-15) just lacks it.

@@ -7,8 +7,10 @@ import backoff._sync
 import pytest
 from airbyte_cdk.sources.streams.http import rate_limiting
 
+from source_klaviyo import source as source_module
 from source_klaviyo import windows
 from source_klaviyo.errors import CONNECT_TIMEOUT
+from source_klaviyo.rate_limits import KlaviyoAPIBudget
 from unit_tests.openapi_contract import KlaviyoContract
 
 
@@ -38,6 +40,14 @@ def backoff_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     monkeypatch.setattr(backoff._sync, "time", fake_time)
     monkeypatch.setattr(rate_limiting, "time", fake_time)
     return sleeps
+
+
+@pytest.fixture(autouse=True)
+def unthrottled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connector's API budget sends at once here: its waits would only make the suite slow (a second for each
+    test that sends four flows requests, 60 s in all). test_rate_limits.py tests the real budget, which it builds
+    itself; the integration tests run it against the simulator at Klaviyo's limits."""
+    monkeypatch.setattr(source_module, "build_budget", lambda api_url, revision: KlaviyoAPIBudget(policies=[]))
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from integration_tests.klaviyo_sim.contract import split_top_level
+from klaviyo_spec.contract import split_top_level
 from source_klaviyo import SourceKlaviyo
 from source_klaviyo.clock import FixedClock, parse_klaviyo_datetime
 from source_klaviyo.endpoints import KLAVIYO_API_URL, endpoint

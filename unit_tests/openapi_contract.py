@@ -15,7 +15,7 @@ import requests
 from openapi_core import Config, OpenAPI
 from openapi_core.contrib.requests import RequestsOpenAPIRequest
 
-from integration_tests.klaviyo_sim.contract import load_spec, request_contract
+from klaviyo_spec.contract import load_spec, request_contract
 
 
 class ContractViolation(AssertionError):

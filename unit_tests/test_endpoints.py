@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from integration_tests.klaviyo_sim.contract import request_contract
+from klaviyo_spec.contract import request_contract
 from source_klaviyo.endpoints import ENDPOINTS, POST_ENDPOINTS, REVISIONS
 
 CASES = [(revision, name) for revision in REVISIONS for name in ENDPOINTS[revision]]
@@ -32,7 +32,7 @@ def test_both_revisions_cover_the_same_endpoints_but_forms_accounts_and_reports_
 
 @pytest.mark.parametrize("revision", REVISIONS)
 def test_the_predictive_analytics_tier_is_the_one_the_spec_describes(revision):
-    from integration_tests.klaviyo_sim.contract import load_spec
+    from klaviyo_spec.contract import load_spec
     from source_klaviyo.endpoints import PREDICTIVE_PROFILES_LIMITS
 
     path = "/" + ENDPOINTS[revision]["profiles"].path(revision)

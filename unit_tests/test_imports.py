@@ -80,3 +80,24 @@ def test_no_module_of_the_connector_imports_one_that_imports_it_back():
 def test_the_cycle_finder_finds_a_cycle_through_three_modules():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert cycles(graph) == [["a", "b", "c"]]
+
+
+def test_the_unit_tests_import_nothing_of_the_integration_tests():
+    """They run alone, as the loop developers use while working; what both trees need is in klaviyo_spec/."""
+    importing = sorted(
+        path.name
+        for path in Path(__file__).parent.glob("*.py")
+        for module in imported_names(path)
+        if module.split(".")[0] == "integration_tests"
+    )
+    assert not importing, f"unit tests importing integration_tests: {importing}"
+
+
+def imported_names(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+    return names

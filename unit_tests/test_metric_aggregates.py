@@ -208,7 +208,7 @@ def test_a_bad_query_is_a_config_error_that_says_what_is_wrong(value, words):
 
 @pytest.mark.parametrize("revision", ["2026-07-15", "2023-10-15"])
 def test_the_allowed_dimensions_are_the_specs(revision):
-    from integration_tests.klaviyo_sim.contract import load_spec
+    from klaviyo_spec.contract import load_spec
 
     path = "/api/metric-aggregates" + ("/" if revision == "2023-10-15" else "")
     operation = load_spec(revision)["paths"][path]["post"]

@@ -10,7 +10,7 @@ import pytest
 from airbyte_cdk.models import SyncMode
 from airbyte_cdk.test.state_builder import StateBuilder
 
-from integration_tests.klaviyo_sim.contract import load_spec
+from klaviyo_spec.contract import load_spec
 from source_klaviyo.streams.context import StreamContext
 from source_klaviyo.streams.reports import REPORT_CLASSES
 from unit_tests.klaviyo_mock import METRIC, NOW, all_output, config, run_read, stream_state, url

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft7Validator
 
-from integration_tests.klaviyo_sim.contract import load_spec
+from klaviyo_spec.contract import load_spec
 from source_klaviyo.endpoints import endpoint
 from source_klaviyo.streams import STREAM_CLASSES
 from source_klaviyo.streams.reports import REPORT_CLASSES

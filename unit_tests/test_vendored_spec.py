@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from integration_tests.klaviyo_sim.contract import SPEC_DIR
+from klaviyo_spec.contract import SPEC_DIR
 from tools.trim_openapi import REVISIONS, trimmed_text
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,9 +9,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from integration_tests.klaviyo_sim.contract import Violation, parse_datetime, parse_filter
 from integration_tests.klaviyo_sim.data import Events, Record
 from integration_tests.klaviyo_sim.query import Term, matches, terms_of
+from klaviyo_spec.contract import Violation, parse_datetime, parse_filter
 
 MAX_RANGE = timedelta(days=366)
 _NEGATED = re.compile(r"\s*not\((.*)\)\s*")

@@ -7,8 +7,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from integration_tests.klaviyo_sim.contract import parse_filter, split_top_level
 from integration_tests.klaviyo_sim.data import Record
+from klaviyo_spec.contract import parse_filter, split_top_level
 
 COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "greater-than": lambda a, b: a > b,

@@ -39,8 +39,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from integration_tests.klaviyo_sim import timeframes
-from integration_tests.klaviyo_sim.contract import Violation, load_spec, split_top_level
 from integration_tests.klaviyo_sim.data import METRICS, Dataset, Events, Record, _stable, mix
+from klaviyo_spec.contract import Violation, load_spec, split_top_level
 
 KINDS = (
     "campaign-values",

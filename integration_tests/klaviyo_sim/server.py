@@ -27,11 +27,11 @@ import orjson
 
 from integration_tests.klaviyo_sim import resources
 from integration_tests.klaviyo_sim.aggregates import aggregate, page_of
-from integration_tests.klaviyo_sim.contract import Operation, Violation, request_contract
 from integration_tests.klaviyo_sim.data import DAY, Dataset, Record, iso
 from integration_tests.klaviyo_sim.prerender import INCLUDE, PrerenderedEvents
 from integration_tests.klaviyo_sim.query import COMPARE, decode_cursor, encode_cursor, matches, select, terms_of
 from integration_tests.klaviyo_sim.reports import report
+from klaviyo_spec.contract import Operation, Violation, request_contract
 
 REVISIONS = (resources.CURRENT, resources.RETIRED)
 FULL_ACCESS_KEY = "pk_sim_full_access_0123456789abcdef"

@@ -24,7 +24,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from integration_tests.klaviyo_sim.aggregates import MAX_RANGE, bucket_start, next_bucket
-from integration_tests.klaviyo_sim.contract import Violation, parse_datetime
+from klaviyo_spec.contract import Violation, parse_datetime
 
 INTERVALS = {"hourly": "hour", "daily": "day", "weekly": "week", "monthly": "month"}  # -> aggregates' names
 # The longest time frame each series interval takes (the spec's interval description; weekly as monthly).
