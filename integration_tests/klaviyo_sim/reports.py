@@ -3,7 +3,8 @@
 `report(dataset, kind, attributes)` is the one place the numbers come from: the
 server answers with it and tests call it for the expected answer. What is
 allowed (statistics, group-bys and their defaults, required ones, filterable
-attributes and operators) is read from the 2026-07-15 spec's request schemas.
+attributes, their operators and allowed values, each series interval's longest
+timeframe) is read from the 2026-07-15 spec's request schemas and descriptions.
 
 - campaign-values: a campaign message is reported when its campaign's send time
   (`scheduled_at`) falls in the time frame (Klaviyo reports campaigns by send date);
@@ -34,6 +35,7 @@ import re
 from array import array
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import cache, lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -67,6 +69,8 @@ class Rules:
     required_group_by: tuple[str, ...]
     prerequisites: dict[str, str]
     filters: dict[str, set[str]]  # attribute -> operators
+    filter_values: dict[str, tuple[str, ...]]  # attribute -> the only values a filter on it may name
+    interval_limits: dict[str, tuple[timedelta, str]]  # series interval -> the longest timeframe, the spec's words
 
 
 def _names(text: str) -> list[str]:
@@ -92,12 +96,21 @@ def rules(kind: str) -> Rules:
     allowed = re.search(r"Allowed filters are ([a-z_, ]+)\.\nAllowed operators are ([a-z, -]+)\.", description)
     if allowed:
         filters.update({name: set(_names(allowed[2])) for name in _names(allowed[1])})
+    values = re.findall(r"When filtering on (\w+), allowed values are ([a-z, -]+)\.", description)
+    limits = re.finditer(
+        r"If (?P<interval>\w+) is used, the timeframe cannot be longer than (?P<count>\d+) (?P<unit>days|weeks)\.",
+        properties.get("interval", {}).get("description", ""),
+    )
     return Rules(
         group_by=tuple(group.get("items", {}).get("enum", [])),
         default_group_by=tuple(_names(default[1])) if default else (f"{family}_id",),
         required_group_by=tuple(_names(required[1])) if required else (),
         prerequisites=dict(re.findall(r"prerequisites for (\w+) is (\w+)", text)),
         filters=filters,
+        filter_values={name: tuple(_names(listed)) for name, listed in values},
+        interval_limits={
+            limit["interval"]: (timedelta(**{limit["unit"]: int(limit["count"])}), limit[0]) for limit in limits
+        },
     )
 
 
@@ -149,6 +162,10 @@ def parse_filter(expression: str, allowed: Rules) -> list[tuple[str, str, list[s
             return Violation(f"equals({attribute},...) takes one value, not a list.", None)
         if len(values) > MAX_LIST:
             return Violation(f"A list filter may hold at most {MAX_LIST} items; {attribute} has {len(values)}.", None)
+        unknown = [value for value in values if value not in allowed.filter_values.get(attribute, (value,))]
+        if unknown:
+            listed = ", ".join(allowed.filter_values[attribute])
+            return Violation(f"When filtering on {attribute}, allowed values are {listed}; not {unknown[0]!r}.", None)
         if any(term[1] == attribute for term in terms):
             return Violation(f"Only one filter can be used per attribute; {attribute} has several.", None)
         terms.append((operator, attribute, values))
@@ -426,10 +443,9 @@ def check(dataset: Dataset, kind: str, attributes: Mapping[str, Any]) -> tuple |
         return bounds
     start, end = bounds
     interval = attributes.get("interval") if report_kind == "series" else None
-    if interval:
-        problem = timeframes.check_interval(start, end, interval)
-        if problem:
-            return problem
+    longest, sentence = allowed.interval_limits.get(interval, (None, ""))
+    if longest and end - start > longest:
+        return Violation(sentence, None)
     if family == "segment" and start.date() < timeframes.SEGMENT_DATA_START:
         return Violation("Segment data is unavailable before June 1st, 2023; start the timeframe after it.", None)
     group_by = list(attributes.get("group_by") or allowed.default_group_by)
