@@ -90,7 +90,8 @@ def report_periods(dataset: Dataset, stream: str, start: datetime) -> list[tuple
 
 
 def expected_report(dataset: Dataset, stream: str, periods) -> dict[tuple, dict]:
-    """The simulator's own answer for each period, as rows keyed (groupings, date)."""
+    """The simulator's own answer for each period to the request the connector sends (its group_by), as rows
+    keyed (groupings, date)."""
     cls = REPORTS[stream]
     rows = {}
     for start, end in periods:
@@ -102,6 +103,8 @@ def expected_report(dataset: Dataset, stream: str, periods) -> dict[tuple, dict]
             attributes["interval"] = "daily"
         if cls.needs_conversion_metric():
             attributes["conversion_metric_id"] = dataset.metrics[0].id  # Placed Order
+        if cls.takes_group_by:
+            attributes["group_by"] = list(cls.groupings)
         results, dates = report(dataset, cls.endpoint_name.removesuffix("-reports"), attributes)
         for result in results:
             groupings = tuple(result["groupings"].get(column) for column in cls.groupings)

@@ -137,6 +137,19 @@ def test_requests_outside_the_spec_get_klaviyos_400(klaviyo_sim, collection, par
     assert error["source"]["parameter"] == parameter and words in error["detail"], error
 
 
+@pytest.mark.parametrize(
+    "collection, size",
+    [
+        pytest.param("profiles", 20, id="profiles: Default: 20. Min: 1. Max: 100."),
+        pytest.param("events", 200, id="events: Default: 200. Min: 1. Max: 1000."),
+        pytest.param("lists", 10, id="lists: Default: 10. Min: 1. Max: 10."),
+    ],
+)
+def test_a_request_without_page_size_gets_the_default_its_description_states(klaviyo_sim, collection, size):
+    body = get(klaviyo_sim, collection).json()
+    assert len(body["data"]) == size and body["links"]["next"]
+
+
 def test_paths_must_be_written_as_the_revision_writes_them(klaviyo_sim):
     assert get(klaviyo_sim, "lists", url=klaviyo_sim.url + "/api/lists/").status_code == 404
     assert get(klaviyo_sim, "lists", revision=RETIRED, url=klaviyo_sim.url + "/api/lists").status_code == 404
@@ -236,16 +249,59 @@ def test_metric_aggregates_equal_a_count_of_the_simulators_events(klaviyo_sim):
     assert row["measurements"]["sum_value"] == pytest.approx([round(sums[day], 2) for day in days])
 
 
-def test_metric_aggregates_refuse_ranges_over_a_year(klaviyo_sim):
+def _days_ago(dataset: Dataset, days: int) -> str:
+    return f"{(datetime.fromtimestamp(dataset.now, timezone.utc) - timedelta(days=days)).date()}T00:00:00"
+
+
+@pytest.mark.parametrize("revision", REVISIONS)
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        pytest.param(
+            {"filter": ["greater-or-equal(datetime,2024-01-01T00:00:00)", "less-than(datetime,2025-01-03T00:00:00)"]},
+            "at most one year",
+            id="The time range may span a maximum of one year.",
+        ),
+        pytest.param(
+            {"filter": ["less-than(datetime,2025-01-03T00:00:00)"]},
+            "greater-or-equal(datetime,...) and less-than(datetime,...)",
+            id="The time range can be filtered by providing a greater-or-equal and a less-than filter on datetime",
+        ),
+        pytest.param(
+            {"days_back": 5 * 366},
+            "maximum of 5 years prior to the current date",
+            id="Time range dates may be set to a maximum of 5 years prior to the current date",
+        ),
+        pytest.param(
+            {"timezone": "Europe/Kyiv"},
+            "not a supported timezone",
+            id="a few notable exceptions are `Factory`, `Europe/Kyiv` and `Pacific/Kanton`",
+        ),
+        pytest.param({"timezone": "america/new_york"}, "not a supported timezone", id="This field is case-sensitive."),
+        pytest.param({"measurements": ["median"]}, "median", id="measurements are the spec's"),
+    ],
+)
+def test_metric_aggregates_refuse_what_the_description_rules_out(klaviyo_sim, changes, words, revision):
+    dataset = klaviyo_sim.dataset
+    changes = dict(changes)  # the parameter is shared by both revisions' runs
+    days_back = changes.pop("days_back", 30)
     attributes = {
-        "metric_id": klaviyo_sim.dataset.metrics[0].id,
+        "metric_id": dataset.metrics[0].id,
         "measurements": ["count"],
-        "filter": ["greater-or-equal(datetime,2024-01-01T00:00:00)", "less-than(datetime,2025-01-03T00:00:00)"],
+        "filter": [
+            f"greater-or-equal(datetime,{_days_ago(dataset, days_back)})",
+            f"less-than(datetime,{_days_ago(dataset, days_back - 10)})",
+        ],
+        **changes,
     }
-    response = post_aggregate(klaviyo_sim, attributes)
-    assert response.status_code == 400 and "at most one year" in response.json()["errors"][0]["detail"]
-    bad = post_aggregate(klaviyo_sim, {**attributes, "measurements": ["median"]})
-    assert bad.status_code == 400 and "median" in bad.json()["errors"][0]["detail"]
+    response = post_aggregate(klaviyo_sim, attributes, revision)
+    assert response.status_code == 400 and words in response.json()["errors"][0]["detail"], response.text
+    within = {**attributes, "timezone": "America/New_York", "measurements": ["count"]}
+    within["filter"] = [
+        f"greater-or-equal(datetime,{_days_ago(dataset, 5 * 365)})",
+        f"less-than(datetime,{_days_ago(dataset, 5 * 365 - 10)})",
+    ]
+    assert post_aggregate(klaviyo_sim, within, revision).status_code == 200, "five years back, in a listed timezone"
 
 
 def test_legacy_v1_campaigns_page_with_page_and_count_and_can_answer_gone(klaviyo_sim):
@@ -1079,10 +1135,33 @@ def test_reports_answer_the_spec_and_equal_the_pure_report_function(reporting_si
     assert post_report(reporting_sim, kind, attributes, revision=RETIRED).status_code == 404, "not in 2023-10-15"
 
 
-def test_default_groupings_send_channels_and_filters(reporting_sim):
+@pytest.mark.parametrize(
+    "kind, groupings",
+    [
+        pytest.param(
+            "campaign-values",
+            ("campaign_id", "campaign_message_id", "send_channel"),
+            id="If not passed in, the data will be grouped by campaign_id, campaign_message_id, send_channel.",
+        ),
+        pytest.param(
+            "flow-series",
+            ("flow_id", "flow_message_id", "send_channel"),
+            id="If not passed in, the data will be grouped by flow_id, flow_message_id, send_channel.",
+        ),
+        pytest.param("form-values", ("form_id",), id="If not passed in, the data will be grouped by form_id."),
+        pytest.param(
+            "segment-values", ("segment_id",), id="segment reports group by segment_id, as in the spec's example"
+        ),
+    ],
+)
+def test_a_report_without_group_by_groups_as_its_description_says(reporting_sim, kind, groupings):
+    results, _ = read_report(reporting_sim, kind, report_attributes(reporting_sim.dataset, kind))
+    assert results and {tuple(result["groupings"]) for result in results} == {groupings}
+
+
+def test_send_channels_filters_and_form_versions(reporting_sim):
     dataset = reporting_sim.dataset
     campaigns, _ = report(dataset, "campaign-values", report_attributes(dataset, "campaign-values"))
-    assert {tuple(r["groupings"]) for r in campaigns} == {("campaign_id", "campaign_message_id", "send_channel")}
     assert {r["groupings"]["send_channel"] for r in campaigns} <= {"email", "sms", "push-notification"}
     flows, _ = report(dataset, "flow-values", report_attributes(dataset, "flow-values"))
     chosen = sorted({r["groupings"]["flow_id"] for r in flows})[:2]
@@ -1097,49 +1176,135 @@ def test_default_groupings_send_channels_and_filters(reporting_sim):
         r for r in flows if r["groupings"]["flow_id"] in chosen and r["groupings"]["send_channel"] == "sms"
     ]
     forms, _ = report(dataset, "form-values", report_attributes(dataset, "form-values"))
-    assert [tuple(r["groupings"]) for r in forms] == [("form_id",)] * len(forms)
     versions, _ = report(
         dataset, "form-values", report_attributes(dataset, "form-values", group_by=["form_id", "form_version_id"])
     )
     assert len(versions) > len(forms), "A/B-tested forms have two versions"
+    assert all(version["groupings"]["form_version_id"] for version in versions)
+
+
+def test_weekly_series_take_the_year_a_timeframe_may_span(reporting_sim):
+    """The interval description limits hourly, daily and monthly series only; weekly ones are held to the
+    timeframe's "Max length: 1 year" alone."""
+    attributes = report_attributes(
+        reporting_sim.dataset, "flow-series", interval="weekly", timeframe={"key": "last_365_days"}
+    )
+    response = post_report(reporting_sim, "flow-series", attributes)
+    assert response.status_code == 200, response.text
+    assert len(response.json()["data"]["attributes"]["date_times"]) in (53, 54)
 
 
 def _hundred_and_one_ids() -> str:
     return ",".join(f'"id{number}"' for number in range(101))
 
 
+def _rule(kind: str, changes: dict[str, Any], words: str, says: str):
+    """A request breaking one rule; the test's id is what the rule says (the spec's own sentence, where it has one)."""
+    return pytest.param(kind, changes, words, id=says)
+
+
 @pytest.mark.parametrize(
     "kind, changes, words",
     [
-        ("flow-series", {"interval": "hourly"}, "at most 7 days"),
-        ("form-series", {"timeframe": {"key": "last_90_days"}}, "at most 60 days"),
-        ("segment-values", {"timeframe": {"start": "2023-05-01T00:00:00", "end": "2023-07-01T00:00:00"}}, "June 1st"),
-        ("flow-values", {"filter": f"contains-any(flow_id,[{_hundred_and_one_ids()}])"}, "at most 100 items"),
-        ("campaign-values", {"conversion_metric_id": None}, "conversion_metric_id"),
-        ("flow-values", {"conversion_metric_id": "NoSuch"}, "is not a metric of this account"),
-        ("campaign-values", {"statistics": []}, "at least one statistic"),
-        ("campaign-values", {"statistics": ["median"]}, "median"),
-        ("campaign-values", {"group_by": ["campaign_id", "send_channel"]}, "must include campaign_message_id"),
-        ("form-values", {"group_by": ["form_version_id"]}, "needs form_id"),
-        ("flow-values", {"filter": 'or(equals(flow_id,"a"),equals(flow_id,"b"))'}, "Only AND"),
-        ("flow-values", {"filter": 'equals(campaign_id,"a")'}, "not a valid filter attribute"),
-        ("segment-values", {"filter": 'contains-any(segment_id,["a"])'}, "not a valid operator"),
-        (
+        _rule(
+            "flow-series",
+            {"interval": "hourly"},
+            "cannot be longer than 7 days",
+            "If hourly is used, the timeframe cannot be longer than 7 days.",
+        ),
+        _rule(
+            "form-series",
+            {"timeframe": {"key": "last_90_days"}},
+            "cannot be longer than 60 days",
+            "If daily is used, the timeframe cannot be longer than 60 days.",
+        ),
+        _rule(
+            "segment-series",
+            {"interval": "monthly", "timeframe": {"key": "last_365_days"}},
+            "cannot be longer than 52 weeks",
+            "If monthly is used, the timeframe cannot be longer than 52 weeks.",
+        ),
+        _rule(
+            "segment-values",
+            {"timeframe": {"start": "2023-05-01T00:00:00", "end": "2023-07-01T00:00:00"}},
+            "June 1st",
+            "Data is unavailable before June 1st, 2023.",
+        ),
+        _rule(
+            "flow-values",
+            {"filter": f"contains-any(flow_id,[{_hundred_and_one_ids()}])"},
+            "at most 100 items",
+            "Max of 100 items per list filter.",
+        ),
+        _rule(
+            "campaign-values",
+            {"filter": 'equals(send_channel,"push")'},
+            "allowed values are email, sms, push-notification, whatsapp; not 'push'",
+            "When filtering on send_channel, allowed values are email, sms, push-notification, whatsapp.",
+        ),
+        _rule(
+            "campaign-values",
+            {"conversion_metric_id": None},
+            "conversion_metric_id",
+            "conversion_metric_id is required",
+        ),
+        _rule(
+            "flow-values",
+            {"conversion_metric_id": "NoSuch"},
+            "is not a metric of this account",
+            "the conversion metric is one of the account's",
+        ),
+        _rule("campaign-values", {"statistics": []}, "at least one statistic", "statistics are asked for"),
+        _rule("campaign-values", {"statistics": ["median"]}, "median", "statistics are the spec's"),
+        _rule(
+            "campaign-values",
+            {"group_by": ["campaign_id", "send_channel"]},
+            "must include campaign_message_id",
+            "The following group by attributes are required: campaign_id, campaign_message_id",
+        ),
+        _rule(
+            "form-values",
+            {"group_by": ["form_version_id"]},
+            "needs form_id",
+            "If a group by has prerequisites, they must be passed in together.",
+        ),
+        _rule(
+            "flow-values",
+            {"filter": 'or(equals(flow_id,"a"),equals(flow_id,"b"))'},
+            "Only AND",
+            "Only AND can be used as a combination operator.",
+        ),
+        _rule(
+            "flow-values",
+            {"filter": 'equals(campaign_id,"a")'},
+            "not a valid filter attribute",
+            "Scalar attributes (flow_id, flow_name, send_channel, ...)",
+        ),
+        _rule(
+            "segment-values",
+            {"filter": 'contains-any(segment_id,["a"])'},
+            "not a valid operator",
+            "Allowed operators are equals, any.",
+        ),
+        _rule(
             "form-values",
             {"filter": 'and(equals(form_id,"a"),any(form_id,["b"]))'},
             "one filter can be used per attribute",
+            "Only one filter can be used per attribute",
         ),
-        (
+        _rule(
             "form-values",
             {"timeframe": {"start": "2025-01-01T00:00:00", "end": "2026-01-03T00:00:00"}},
             "at most 1 year",
+            "The time frame to pull data from (Max length: 1 year).",
         ),
-        (
+        _rule(
             "form-values",
             {"timeframe": {"start": "2025-01-02T00:00:00", "end": "2025-01-01T00:00:00"}},
             "after its start",
+            "a timeframe ends after it starts",
         ),
-        ("flow-series", {"interval": None}, "interval"),
+        _rule("flow-series", {"interval": None}, "interval", "interval is required"),
     ],
 )
 def test_report_requests_outside_the_rules_get_400_naming_the_problem(reporting_sim, kind, changes, words):
@@ -1167,6 +1332,10 @@ def test_the_daily_cap_answers_429_until_midnight_or_the_next_quota_day(reportin
     assert capped.status_code == 429
     assert (
         capped.headers["Retry-After"] == str(DAY - 8 * 3600) and "Daily limit" in capped.json()["errors"][0]["detail"]
+    )
+    assert capped.headers["Date"] == "Fri, 15 Jan 2027 08:00:00 GMT", "Date + Retry-After is the next UTC midnight"
+    assert not {"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"} & set(capped.headers), (
+        "Klaviyo's guide: those headers are not returned when you actually hit a 429; Retry-After replaces them"
     )
     assert post_report(sim, "segment-values", report_attributes(dataset, "segment-values")).status_code == 200
     assert requests.post(f"{sim.url}/__sim/next-day", timeout=10).status_code == 200

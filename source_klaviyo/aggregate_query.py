@@ -54,7 +54,11 @@ TIMEFRAMES = (
     "today", "yesterday", "last_7_days", "last_30_days", "last_90_days", "last_365_days", "this_week",
     "last_week", "this_month", "last_month", "last_3_months", "last_12_months", "this_year", "last_year",
 )  # fmt: skip
-MAX_DAYS_BACK = 1825  # Klaviyo reaches back at most five years
+# "Time range dates may be set to a maximum of 5 years prior to the current date" (the 2023-10-15 description).
+MAX_YEARS_BACK = 5
+MAX_DAYS_BACK = 1825  # days_back within those five years
+# "While most are supported, a few notable exceptions are `Factory`, `Europe/Kyiv` and `Pacific/Kanton`" (timezone).
+UNSUPPORTED_TIMEZONES = ("Factory", "Europe/Kyiv", "Pacific/Kanton")
 DEFAULT_REREAD_INTERVALS = 2  # the current interval, still filling, and the one before, for late events
 MAX_REREAD_INTERVALS = 366
 
@@ -153,6 +157,11 @@ def _query(body: Mapping[str, Any], index: int, count: int, revision: str, now: 
     interval = attributes.get("interval") or "day"
     _only([interval], INTERVALS, f"{where}interval")
     timezone = attributes.get("timezone") or "UTC"
+    if timezone in UNSUPPORTED_TIMEZONES:
+        raise ValueError(
+            f"must use a timezone Klaviyo accepts in {where}timezone: it refuses {', '.join(UNSUPPORTED_TIMEZONES)} "
+            "(Europe/Kiev and Pacific/Enderbury name the same zones as the last two)"
+        )
     try:
         zone = ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
@@ -256,6 +265,18 @@ def _days(relative: str, today: date) -> tuple[date, date]:
         "this_year": (january, tomorrow),
         "last_year": (january.replace(year=january.year - 1), january),
     }[relative]
+
+
+def earliest_start(interval: str, zone: ZoneInfo, now: datetime) -> datetime:
+    """The first interval start Klaviyo still answers for: none of its dates more than MAX_YEARS_BACK years before
+    today (a range widened to whole weeks or months may begin before the day a days_back range names)."""
+    today = now.astimezone(zone).date()
+    try:
+        limit = local_midnight(today.replace(year=today.year - MAX_YEARS_BACK), zone)
+    except ValueError:  # 29 February
+        limit = local_midnight(today.replace(year=today.year - MAX_YEARS_BACK, day=28), zone)
+    first = interval_start(limit, interval, zone)
+    return first if first >= limit else shift(first, interval, 1, zone)
 
 
 def interval_start(moment: datetime, interval: str, zone: ZoneInfo) -> datetime:

@@ -12,7 +12,8 @@ from airbyte_cdk.models import FailureType, SyncMode
 from airbyte_cdk.test.state_builder import StateBuilder
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from source_klaviyo.aggregate_query import DIMENSIONS
+from klaviyo_spec.aggregate_rules import supported_timezones
+from source_klaviyo.aggregate_query import DIMENSIONS, UNSUPPORTED_TIMEZONES
 from source_klaviyo.config import parse_config
 from unit_tests.klaviyo_mock import NOW, config, error_body, run_read, stream_state, url
 
@@ -187,6 +188,7 @@ def test_selecting_metric_aggregates_without_a_query_is_a_config_error(api):
         (query(filter=[f"greater-or-equal(datetime,{START})", "less-than(datetime,9999-12-31T23:59:59)"]), "2100"),
         (query(interval="year"), "unknown interval ['year']"),
         (query(timezone="Mars/Olympus"), "IANA timezone"),
+        (query(timezone="Europe/Kyiv"), "it refuses Factory, Europe/Kyiv, Pacific/Kanton"),
         (query(page_cursor="x"), "not supported"),
         ([{"name": "a", **query()}, {"name": "a", **query()}], "own name"),
         (rolling(timeframe="last_2_days"), "unknown timeframe ['last_2_days']; allowed: today, yesterday"),
@@ -214,6 +216,24 @@ def test_the_allowed_dimensions_are_the_specs(revision):
     operation = load_spec(revision)["paths"][path]["post"]
     schema_name = next(iter(operation["requestBody"]["content"].values()))["schema"]["$ref"].rsplit("/", 1)[1]
     assert sorted(DIMENSIONS[revision]) == sorted(_by_enum(load_spec(revision), schema_name))
+
+
+@pytest.mark.parametrize("revision", ["2026-07-15", "2023-10-15"])
+def test_the_refused_timezones_are_the_specs_exceptions(revision):
+    assert not set(UNSUPPORTED_TIMEZONES) & supported_timezones(revision)
+    assert all(ZoneInfo(name) for name in UNSUPPORTED_TIMEZONES), "IANA names the connector would otherwise pass"
+
+
+def test_a_range_reaching_back_over_five_years_is_read_from_the_first_whole_interval_within_them(api):
+    """Klaviyo: "Time range dates may be set to a maximum of 5 years prior to the current date". A days_back
+    range widened to whole months begins on the 1st, before that day; the read starts a month later, with a warning."""
+    serve_aggregates(api)
+    output = read_aggregates(api, config(metric_aggregates={"days_back": 1825, **query(filter=[])}))
+
+    starts = [request.json()["data"]["attributes"]["filter"][0] for request in api.request_history]
+    assert starts[0] == starts[1] == "greater-or-equal(datetime,2021-12-01T00:00:00+00:00)", "the probe and the read"
+    assert "reaches back more than 5 years" in " ".join(log.log.message for log in output.logs)
+    assert min(row["date"] for row in (r.record.data for r in output.records)) == "2021-12-01T00:00:00+00:00"
 
 
 def _by_enum(document, schema_name):

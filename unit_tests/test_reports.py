@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -11,7 +12,10 @@ from airbyte_cdk.models import SyncMode
 from airbyte_cdk.test.state_builder import StateBuilder
 
 from klaviyo_spec.contract import load_spec
-from source_klaviyo.streams.context import StreamContext
+from klaviyo_spec.report_rules import rules
+from source_klaviyo.clock import format_klaviyo_datetime
+from source_klaviyo.report_dates import Period
+from source_klaviyo.streams.context import ReadChoices, ReportContext, StreamContext
 from source_klaviyo.streams.reports import REPORT_CLASSES
 from unit_tests.klaviyo_mock import METRIC, NOW, all_output, config, run_read, stream_state, url
 
@@ -68,6 +72,49 @@ def config_model(**overrides):
     from source_klaviyo.config import parse_config
 
     return parse_config(config(**overrides), NOW)
+
+
+def request_and_response_schemas(stream_class) -> tuple[dict, dict]:
+    """The attributes of the report's request body and the example of its response's results, from the spec."""
+    path = load_spec("2026-07-15")["paths"][f"/api/{stream_class.endpoint_name}"]["post"]
+    components = load_spec("2026-07-15")["components"]["schemas"]
+
+    def named(reference: str) -> dict:
+        return components[reference.rsplit("/", 1)[1]]
+
+    request = named(
+        named(path["requestBody"]["content"]["application/vnd.api+json"]["schema"]["$ref"])["properties"]["data"][
+            "$ref"
+        ]
+    )
+    response = named(path["responses"]["200"]["content"]["application/vnd.api+json"]["schema"]["$ref"])
+    return request["properties"]["attributes"]["properties"], response["properties"]["data"]["properties"]["attributes"]
+
+
+@pytest.mark.parametrize("by_variation", [False, True], ids=["default", "by_variation"])
+@pytest.mark.parametrize("stream_class", REPORT_CLASSES, ids=lambda cls: cls.name)
+def test_each_report_asks_klaviyo_for_every_column_it_declares(stream_class, by_variation):
+    """Klaviyo fills only the groupings a request asks for (of forms the spec says "If not passed in, the data will
+    be grouped by form_id"), so a report whose request takes `group_by` sends its columns as one, within the spec's
+    allowed, required and prerequisite group-bys; one whose request takes none (segments) declares the groupings the
+    spec's response example shows."""
+    choices = ReadChoices(reports=ReportContext(ZONE, METRIC["id"]))
+    stream = stream_class(
+        StreamContext(config_model(campaign_reports_by_variation=by_variation), None, NOW, None, choices)
+    )
+    attributes = stream.body(Period(datetime(2026, 1, 1, tzinfo=ZONE), datetime(2026, 2, 1, tzinfo=ZONE)))
+    attributes = attributes["data"]["attributes"]
+    request, response = request_and_response_schemas(stream_class)
+    allowed = rules(stream_class.endpoint_name.removesuffix("-reports"))
+    if "group_by" in request:
+        group_by = attributes["group_by"]
+        assert group_by == list(stream.columns())
+        assert set(group_by) <= set(allowed.group_by) and set(allowed.required_group_by) <= set(group_by)
+        assert all(needed in group_by for name, needed in allowed.prerequisites.items() if name in group_by)
+    else:
+        assert "group_by" not in attributes
+        examples = response["properties"]["results"]["example"]
+        assert all(set(example["groupings"]) == set(stream.columns()) for example in examples)
 
 
 def test_a_series_report_reads_local_days_in_chunks_of_60_with_every_statistic_and_the_placed_order_metric(api):
@@ -176,16 +223,28 @@ def test_a_spent_day_ends_the_stream_successfully_with_its_finished_periods_and_
     final = stream_state(output, "flow_series_reports")
     assert final["quota"] == {"day": today, "spent": 225}
     assert final["unfinished_sync_end"] == final["date"] == bodies(api, "flow-series-reports")[0]["timeframe"]["end"]
-    assert "the day's quota" in all_output(output) and "are left" in all_output(output)
+    warning = quota_warning(output)
+    assert "the day's quota of 225 requests to /api/flow-series-reports" in warning and "are left" in warning
+    assert f"resets at {format_klaviyo_datetime(datetime(2026, 11, 28, tzinfo=timezone.utc))}" in warning
+
+
+def quota_warning(output) -> str:
+    (warning,) = [log.log.message for log in output.logs if "are left" in log.log.message]
+    return warning
+
+
+def daily_429(api, detail: str, **headers: str):
+    """A flow series report that answers one period, then Klaviyo's daily 429 with `headers`."""
+    limit = {"errors": [{"status": 429, "code": "throttled", "title": "Daily limit", "detail": detail}]}
+    api.post(
+        url("flow-series-reports"), [{"json": series_answer}, {"status_code": 429, "json": limit, "headers": headers}]
+    )
 
 
 def test_klaviyo_s_daily_429_ends_the_stream_successfully_and_the_next_sync_goes_on_from_there(api):
     serve_account(api)
-    limit = {"errors": [{"status": 429, "code": "throttled", "title": "Daily limit", "detail": "daily limit reached"}]}
-    api.post(
-        url("flow-series-reports"),
-        [{"json": series_answer}, {"status_code": 429, "json": limit, "headers": {"Retry-After": "40000"}}],
-    )
+    answered = NOW + timedelta(hours=3)  # the 429's own time, hours after the sync's start
+    daily_429(api, "daily limit reached", **{"Retry-After": "40000", "Date": format_datetime(answered, usegmt=True)})
     output = run_read(
         config(backfill_window_days={"flow_series_reports": 100}), {"flow_series_reports": SyncMode.incremental}
     )
@@ -194,6 +253,9 @@ def test_klaviyo_s_daily_429_ends_the_stream_successfully_and_the_next_sync_goes
     final = stream_state(output, "flow_series_reports")
     assert len(asked) == 2 and final["unfinished_sync_end"] == asked[1]["timeframe"]["start"]
     assert len(output.records) == 60
+    warning = quota_warning(output)
+    assert 'Klaviyo\'s daily limit, HTTP 429: "daily limit reached"' in warning and "225" not in warning
+    assert f"resets at {format_klaviyo_datetime(answered + timedelta(seconds=40000))}" in warning
     message = StateBuilder().with_stream_state("flow_series_reports", final).build()
     api.post(url("flow-series-reports"), json=series_answer)
     resumed = run_read(
@@ -221,3 +283,18 @@ def test_an_empty_report_for_a_period_with_sends_is_a_warning(api):
     )
     assert "answered no rows" in all_output(output)
     assert json.dumps(stream_state(output, "flow_values_reports"))
+
+
+def test_the_quota_warning_names_the_cap_klaviyo_s_429_gives_and_counts_its_reset_from_the_answer(api):
+    serve_account(api)
+    answered = NOW + timedelta(minutes=5)
+    headers = {"RateLimit-Limit": "3", "RateLimit-Reset": "7200", "Date": format_datetime(answered, usegmt=True)}
+    daily_429(api, "Request was throttled.", **headers)
+    output = run_read(
+        config(backfill_window_days={"flow_series_reports": 100}), {"flow_series_reports": SyncMode.incremental}
+    )
+
+    warning = quota_warning(output)
+    assert "Klaviyo's daily limit of 3 requests (its RateLimit-Limit)" in warning and "225" not in warning
+    assert f"resets at {format_klaviyo_datetime(answered + timedelta(hours=2))}" in warning
+    assert stream_state(output, "flow_series_reports")["unfinished_sync_end"]

@@ -1,4 +1,13 @@
-"""POST /api/metric-aggregates computed from the simulator's own events."""
+"""POST /api/metric-aggregates computed from the simulator's own events.
+
+The request's rules are the spec's words: the filter "must include time range"
+(a `greater-or-equal` and a `less-than` on `datetime`); "The time range may span
+a maximum of one year. Time range dates may be set to a maximum of 5 years prior
+to the current date" (2023-10-15's description; 2026-07-15 no longer says it and
+the simulator keeps both rules); the timezone "is validated against a list of
+common timezones from the IANA Time Zone Database", less the exceptions the
+description names, and "This field is case-sensitive".
+"""
 
 from __future__ import annotations
 
@@ -7,13 +16,15 @@ from collections import defaultdict
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from integration_tests.klaviyo_sim.data import Events, Record
+from integration_tests.klaviyo_sim.data import Dataset, Record
 from integration_tests.klaviyo_sim.query import Term, matches, terms_of
+from klaviyo_spec.aggregate_rules import supported_timezones
 from klaviyo_spec.contract import Violation, parse_datetime, parse_filter
 
 MAX_RANGE = timedelta(days=366)
+MAX_YEARS_BACK = 5
 _NEGATED = re.compile(r"\s*not\((.*)\)\s*")
 
 
@@ -39,7 +50,14 @@ def next_bucket(start: datetime, interval: str) -> datetime:
     return (start + timedelta(days=32)).replace(day=1)
 
 
-def query_range(filters: list[str], zone: ZoneInfo) -> tuple[datetime, datetime] | Violation:
+def _years_before(moment: datetime, years: int) -> datetime:
+    try:
+        return moment.replace(year=moment.year - years)
+    except ValueError:  # 29 February
+        return moment.replace(year=moment.year - years, day=28)
+
+
+def query_range(filters: list[str], zone: ZoneInfo, now: datetime) -> tuple[datetime, datetime] | Violation:
     start = end = None
     for expression in filters:
         for operator, field, value in parse_filter(expression):
@@ -60,6 +78,10 @@ def query_range(filters: list[str], zone: ZoneInfo) -> tuple[datetime, datetime]
         return Violation("The end of the time range must be after its start.", "filter")
     if end - start > MAX_RANGE:
         return Violation("The time range may span at most one year.", "filter")
+    if start.date() < _years_before(now.astimezone(zone), MAX_YEARS_BACK).date():
+        return Violation(
+            f"Time range dates may be set to a maximum of {MAX_YEARS_BACK} years prior to the current date.", "filter"
+        )
     return start, end
 
 
@@ -78,13 +100,14 @@ def property_filters(filters: list[str]) -> list[tuple[bool, list[Term]]] | Viol
     return groups
 
 
-def aggregate(events: Events, visible_until: int, attributes: Mapping[str, Any]) -> dict[str, Any] | Violation:
-    """Klaviyo's response attributes {dates, data} plus the rows' total (for paging by the caller)."""
-    try:
-        zone = ZoneInfo(attributes.get("timezone") or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        return Violation(f"'{attributes.get('timezone')}' is not a supported timezone.", "timezone")
-    bounds = query_range(list(attributes["filter"]), zone)
+def aggregate(dataset: Dataset, attributes: Mapping[str, Any], revision: str) -> dict[str, Any] | Violation:
+    """Klaviyo's response attributes {dates, data} of the dataset's events as `revision` answers them."""
+    events, visible_until = dataset.events, dataset.visible_until
+    name = attributes.get("timezone") or "UTC"
+    if name not in supported_timezones(revision):
+        return Violation(f"'{name}' is not a supported timezone.", "timezone")
+    zone = ZoneInfo(name)
+    bounds = query_range(list(attributes["filter"]), zone, datetime.fromtimestamp(dataset.now, timezone.utc))
     if isinstance(bounds, Violation):
         return bounds
     start, end = bounds

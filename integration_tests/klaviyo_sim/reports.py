@@ -3,7 +3,8 @@
 `report(dataset, kind, attributes)` is the one place the numbers come from: the
 server answers with it and tests call it for the expected answer. What is
 allowed (statistics, group-bys and their defaults, required ones, filterable
-attributes and operators) is read from the 2026-07-15 spec's request schemas.
+attributes, their operators and allowed values, each series interval's longest
+timeframe) is read from the 2026-07-15 spec's request schemas and descriptions.
 
 - campaign-values: a campaign message is reported when its campaign's send time
   (`scheduled_at`) falls in the time frame (Klaviyo reports campaigns by send date);
@@ -33,14 +34,14 @@ import bisect
 import re
 from array import array
 from collections.abc import Mapping
-from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from integration_tests.klaviyo_sim import timeframes
 from integration_tests.klaviyo_sim.data import METRICS, Dataset, Events, Record, _stable, mix
-from klaviyo_spec.contract import Violation, load_spec, split_top_level
+from klaviyo_spec.contract import Violation, split_top_level
+from klaviyo_spec.report_rules import Rules, rules
 
 KINDS = (
     "campaign-values",
@@ -56,49 +57,6 @@ MAX_LIST = 100  # items in one list filter
 SEND_CHANNELS = {"email": "email", "sms": "sms", "mobile_push": "push-notification"}
 SMS_PRICE = 0.01
 UNSUPPORTED_GROUPS = {"group", "group_name", "tag_id", "tag_name"}  # grouping one message into several rows
-
-
-@dataclass(frozen=True)
-class Rules:
-    """What the spec allows in one report kind's request."""
-
-    group_by: tuple[str, ...]
-    default_group_by: tuple[str, ...]
-    required_group_by: tuple[str, ...]
-    prerequisites: dict[str, str]
-    filters: dict[str, set[str]]  # attribute -> operators
-
-
-def _names(text: str) -> list[str]:
-    return [name.strip() for name in text.split(",") if name.strip()]
-
-
-@cache
-def rules(kind: str) -> Rules:
-    family, report_kind = kind.split("-")
-    schema = load_spec(REVISION)["components"]["schemas"][f"{family.capitalize()}{report_kind.capitalize()}RequestDTO"]
-    resource = load_spec(REVISION)["components"]["schemas"][schema["properties"]["data"]["$ref"].rsplit("/", 1)[1]]
-    properties = resource["properties"]["attributes"]["properties"]
-    group = properties.get("group_by", {})
-    text = group.get("description", "")
-    default = re.search(r"grouped by ([a-z_, ]+)\.", text)
-    required = re.search(r"are required: ([a-z_, ]+)", text)
-    filters: dict[str, set[str]] = {}
-    description = properties["filter"]["description"]
-    for names, operators in re.findall(
-        r"(?:Scalar|List) attributes \(([^)]*)\): Supported operators: ([a-z, -]+)\.", description
-    ):
-        filters.update({name: set(_names(operators)) for name in _names(names)})
-    allowed = re.search(r"Allowed filters are ([a-z_, ]+)\.\nAllowed operators are ([a-z, -]+)\.", description)
-    if allowed:
-        filters.update({name: set(_names(allowed[2])) for name in _names(allowed[1])})
-    return Rules(
-        group_by=tuple(group.get("items", {}).get("enum", [])),
-        default_group_by=tuple(_names(default[1])) if default else (f"{family}_id",),
-        required_group_by=tuple(_names(required[1])) if required else (),
-        prerequisites=dict(re.findall(r"prerequisites for (\w+) is (\w+)", text)),
-        filters=filters,
-    )
 
 
 # -- filters -------------------------------------------------------------------------------------
@@ -149,6 +107,10 @@ def parse_filter(expression: str, allowed: Rules) -> list[tuple[str, str, list[s
             return Violation(f"equals({attribute},...) takes one value, not a list.", None)
         if len(values) > MAX_LIST:
             return Violation(f"A list filter may hold at most {MAX_LIST} items; {attribute} has {len(values)}.", None)
+        unknown = [value for value in values if value not in allowed.filter_values.get(attribute, (value,))]
+        if unknown:
+            listed = ", ".join(allowed.filter_values[attribute])
+            return Violation(f"When filtering on {attribute}, allowed values are {listed}; not {unknown[0]!r}.", None)
         if any(term[1] == attribute for term in terms):
             return Violation(f"Only one filter can be used per attribute; {attribute} has several.", None)
         terms.append((operator, attribute, values))
@@ -426,10 +388,9 @@ def check(dataset: Dataset, kind: str, attributes: Mapping[str, Any]) -> tuple |
         return bounds
     start, end = bounds
     interval = attributes.get("interval") if report_kind == "series" else None
-    if interval:
-        problem = timeframes.check_interval(start, end, interval)
-        if problem:
-            return problem
+    longest, sentence = allowed.interval_limits.get(interval, (None, ""))
+    if longest and end - start > longest:
+        return Violation(sentence, None)
     if family == "segment" and start.date() < timeframes.SEGMENT_DATA_START:
         return Violation("Segment data is unavailable before June 1st, 2023; start the timeframe after it.", None)
     group_by = list(attributes.get("group_by") or allowed.default_group_by)

@@ -20,6 +20,7 @@ import zlib
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
+from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -262,12 +263,14 @@ class Simulator:
             self.stats[f"status_{answer.status}"] += 1
             if answer.status == 200 and isinstance(answer.body, dict) and isinstance(answer.body.get("data"), list):
                 self.stats["records_served"] += len(answer.body["data"])
+        # Every answer carries its time, as HTTP servers do (by the limiter's clock, which tests may set).
+        headers = {"Date": formatdate(self.limiter.clock(), usegmt=True), **answer.headers}
         head = [
             f"HTTP/1.1 {answer.status} {REASONS.get(answer.status, 'Error')}",
             f"Content-Type: {answer.content_type}",
             f"Content-Length: {len(payload)}",
         ]
-        head += [f"{name}: {value}" for name, value in answer.headers.items()]
+        head += [f"{name}: {value}" for name, value in headers.items()]
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + payload)
         await writer.drain()
         return True
@@ -652,7 +655,7 @@ class Simulator:
 
     def metric_aggregates(self, body: dict, revision: str, base: str, path: str) -> Answer:
         attributes = body["data"]["attributes"]
-        result = aggregate(self.dataset.events, self.dataset.visible_until, attributes)
+        result = aggregate(self.dataset, attributes, revision)
         if isinstance(result, Violation):
             return Answer(result.status, result.body())
         paged = page_of(result["data"], attributes.get("page_cursor"), int(attributes.get("page_size") or 500))
@@ -685,7 +688,9 @@ class Simulator:
             f"Daily limit of {self.daily_cap} requests reached for {operation_id}. "
             f"Expected available in {wait} seconds."
         )
-        return Answer(429, _error(429, "throttled", "Request was throttled.", detail), {"Retry-After": str(wait)})
+        # Dated with the moment the wait is counted from, so Date + Retry-After is the next UTC midnight exactly.
+        headers = {"Retry-After": str(wait), "Date": formatdate(now, usegmt=True)}
+        return Answer(429, _error(429, "throttled", "Request was throttled.", detail), headers)
 
     def next_day(self) -> None:
         """Start a new quota day: every operation's daily count back to 0."""

@@ -27,13 +27,6 @@ from integration_tests.klaviyo_sim.aggregates import MAX_RANGE, bucket_start, ne
 from klaviyo_spec.contract import Violation, parse_datetime
 
 INTERVALS = {"hourly": "hour", "daily": "day", "weekly": "week", "monthly": "month"}  # -> aggregates' names
-# The longest time frame each series interval takes (the spec's interval description; weekly as monthly).
-INTERVAL_LIMITS = {
-    "hourly": timedelta(days=7),
-    "daily": timedelta(days=60),
-    "weekly": timedelta(weeks=52),
-    "monthly": timedelta(weeks=52),
-}
 SEGMENT_DATA_START = date(2023, 6, 1)  # segment reports have no data before this (the spec's timeframe description)
 
 
@@ -86,14 +79,6 @@ def _key_days(key: str, today: date) -> tuple[date, date]:
     if key == "this_year":
         return date(today.year, 1, 1), date(today.year + 1, 1, 1)
     return date(today.year - 1, 1, 1), date(today.year, 1, 1)  # last_year
-
-
-def check_interval(start: datetime, end: datetime, interval: str) -> Violation | None:
-    if end - start > INTERVAL_LIMITS[interval]:
-        limit = INTERVAL_LIMITS[interval]
-        span = f"{limit.days // 7} weeks" if interval in ("weekly", "monthly") else f"{limit.days} days"
-        return Violation(f"With interval {interval} the timeframe may be at most {span} long.", None)
-    return None
 
 
 def buckets(start: datetime, end: datetime, interval: str | None) -> list[datetime]:

@@ -6,7 +6,9 @@ record with one numeric column per measurement and an id hashed from the
 query, the date and the dimensions. A range longer than Klaviyo's one-year
 maximum is read in consecutive windows: each window but the last drops its last
 date (whose interval may run past the window) and the next window starts at
-that date, so every interval is counted once and whole.
+that date, so every interval is counted once and whole. A range reaching back
+more than Klaviyo's five years is read from the first whole interval within
+them, with a warning.
 
 Incremental, each query is a partition of a ParentCursor (state.py) keeping the
 newest interval it read; the next sync reads that query's last
@@ -20,6 +22,7 @@ from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
 
 from airbyte_cdk.models import FailureType, SyncMode
 from airbyte_cdk.sources.connector_state_manager import ConnectorStateManager
@@ -28,7 +31,7 @@ from airbyte_cdk.sources.streams.concurrent.cursor import Cursor
 from airbyte_cdk.sources.streams.http.error_handlers import ErrorResolution, ResponseAction
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from source_klaviyo.aggregate_query import AggregateQuery
+from source_klaviyo.aggregate_query import MAX_YEARS_BACK, AggregateQuery, earliest_start
 from source_klaviyo.config import KlaviyoConfig
 from source_klaviyo.errors import json_body
 from source_klaviyo.incoming_state import Resumes
@@ -90,11 +93,15 @@ class MetricAggregates(KlaviyoStream):
             yield {PARENT: query.name}
 
     def probe_request(self) -> Mapping[str, Any] | None:
-        """The first query over its first day, so check and read learn whether Klaviyo accepts it."""
+        """The first query over its first readable day, so check and read learn whether Klaviyo accepts it."""
         if not self.queries:
             return None
         query = self.queries[0]
-        return {"method": "POST", "json": body(query, query.start, min(query.end, query.start + timedelta(days=1)))}
+        start = max(query.start, self._earliest(query))
+        return {"method": "POST", "json": body(query, start, min(query.end, start + timedelta(days=1)))}
+
+    def _earliest(self, query: AggregateQuery) -> datetime:
+        return earliest_start(query.interval, ZoneInfo(query.timezone), self._now)
 
     def read_records(
         self,
@@ -106,6 +113,12 @@ class MetricAggregates(KlaviyoStream):
         query = next(query for query in self.queries if query.name == (stream_slice or {}).get(PARENT))
         newest = self.cursor.since(query.name) if isinstance(self.cursor, ParentCursor) else None
         start = query.resume_start(newest)
+        if start < self._earliest(query):
+            start = self._earliest(query)
+            self.logger.warning(
+                f"metric_aggregates query '{query.name}' reaches back more than {MAX_YEARS_BACK} years, further than "
+                f"Klaviyo answers: it is read from {start.isoformat()}."
+            )
         while start < query.end:
             end = min(start + MAX_SPAN, query.end)
             last_window = end == query.end

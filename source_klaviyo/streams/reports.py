@@ -9,14 +9,19 @@ re-read of the last `reporting_lookback_days` replaces rows rather than adding
 them. The endpoints allow 1 request a second, 2 a minute and 225 a day: the
 budget keeps the first two, the stream's state counts the day's requests
 (state.ReportCursor), and a stream whose day is spent, or that Klaviyo answers
-with its daily 429, ends successfully with a warning and goes on next sync.
+with its daily 429, ends successfully with a warning naming the cap and when it
+resets (report_quota.py), and goes on next sync.
+
+Each request sends the `group_by` the stream declares as its columns: Klaviyo
+fills only the groupings asked for, and its defaults differ from the columns
+(form reports group by form_id alone when none is sent).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from typing import Any, ClassVar
 
 import orjson
@@ -31,6 +36,7 @@ from source_klaviyo.clock import KLAVIYO_EPOCH, format_klaviyo_datetime
 from source_klaviyo.errors import KlaviyoErrorHandler, json_body
 from source_klaviyo.incoming_state import Resumes
 from source_klaviyo.report_dates import Period, first_day, local_midnight, periods
+from source_klaviyo.report_quota import QuotaExhausted, daily_limit_reached, klaviyo_quota, our_quota
 from source_klaviyo.state import ReportCursor
 from source_klaviyo.streams.base import JSON_API, KlaviyoStream
 from source_klaviyo.streams.children import ParentCollection, archived_and_not
@@ -50,18 +56,8 @@ FORM_STATISTICS = (
     "viewed_form_step_uniques", "viewed_form_uniques",
 )  # fmt: skip
 SEGMENT_STATISTICS = ("members_added", "members_removed", "net_members_changed", "total_members")
-# A 429 asking to wait longer than the steady window is Klaviyo's daily limit, not a burst to sit out.
-DAILY_LIMIT_RETRY_AFTER = 60
 # The metrics whose events are message sends (what makes an empty campaign or flow report suspicious).
 SENT_METRICS = ("Received Email", "Received SMS", "Received Push")
-
-
-class QuotaExhausted(Exception):
-    """The day's requests are spent: by this stream's own count, or as Klaviyo's daily 429 says."""
-
-    def __init__(self, retry_after: float, why: str) -> None:
-        super().__init__(why)
-        self.retry_after, self.why = retry_after, why
 
 
 class ReportErrorHandler(KlaviyoErrorHandler):
@@ -73,17 +69,6 @@ class ReportErrorHandler(KlaviyoErrorHandler):
         return super().interpret_response(response_or_exception)
 
 
-def retry_after(response: requests.Response) -> float:
-    try:
-        return float(response.headers.get("Retry-After", "0"))
-    except ValueError:
-        return 0.0
-
-
-def daily_limit_reached(response: requests.Response) -> bool:
-    return response.status_code == 429 and retry_after(response) > DAILY_LIMIT_RETRY_AFTER
-
-
 class ReportStream(KlaviyoStream):
     """One report of the Reporting API, incremental on its date with a re-read window."""
 
@@ -92,7 +77,9 @@ class ReportStream(KlaviyoStream):
     kind: ClassVar[str]  # campaign, flow, form or segment
     series: ClassVar[bool]
     statistics: ClassVar[tuple[str, ...]]
-    groupings: ClassVar[tuple[str, ...]]  # the report's default group_by, the row's identifying columns
+    groupings: ClassVar[tuple[str, ...]]  # the row's identifying columns, sent as group_by where it is taken
+    # Whether the report's request takes `group_by` (segment reports take none and group by segment_id).
+    takes_group_by: ClassVar[bool] = True
     # The collection whose scope the report needs (and the filter that collection requires).
     collection: ClassVar[tuple[str, tuple[str, ...]]]
     # The day (in the account's timezone) Klaviyo's data for the report starts (segment reports: 2023-06-01).
@@ -156,7 +143,7 @@ class ReportStream(KlaviyoStream):
             attributes["interval"] = "daily"
         if self.needs_conversion_metric():
             attributes["conversion_metric_id"] = self.report.conversion_metric_id
-        if self.columns() != self.groupings:
+        if self.takes_group_by:
             attributes["group_by"] = list(self.columns())
         return {"data": {"type": self.endpoint_name.removesuffix("s"), "attributes": attributes}}
 
@@ -178,7 +165,7 @@ class ReportStream(KlaviyoStream):
             try:
                 rows = list(self._report(period))
             except QuotaExhausted as limit:
-                self._stop(plan[index:], self._now + timedelta(seconds=limit.retry_after), limit.why)
+                self._stop(plan[index:], limit)
                 return
             if not rows:
                 self._warn_if_sent(period)
@@ -189,7 +176,7 @@ class ReportStream(KlaviyoStream):
         url: str | None = self._join_url(self.url_base, self.path())
         while url:
             if self.cursor.spent >= self._endpoint.per_day:
-                raise QuotaExhausted(seconds_to_next_utc_day(self._now), "the day's quota, spent by today's syncs")
+                raise our_quota(self._endpoint.per_day, f"/api/{self.endpoint_name}", self._now)
             with self.retries_explained():
                 _, response = self._http_client.send_request(
                     "POST",
@@ -199,7 +186,7 @@ class ReportStream(KlaviyoStream):
                     data=orjson.dumps(self.body(period)),
                 )
             if daily_limit_reached(response):
-                raise QuotaExhausted(retry_after(response), "Klaviyo's daily limit (HTTP 429)")
+                raise klaviyo_quota(response, self._now)
             self.cursor.spend()
             yield from self.rows(json_body(response), period)
             url = (self.next_page_token(response) or {}).get("next")
@@ -240,14 +227,13 @@ class ReportStream(KlaviyoStream):
         row.update({name: statistics.get(name) for name in self.statistics})
         return row
 
-    def _stop(self, left: list[Period], resume_at: datetime, why: str) -> None:
+    def _stop(self, left: list[Period], limit: QuotaExhausted) -> None:
         self.cursor.stopped(left[0].start)
         self.logger.warning(
-            f"Stream {self.name} stopped at {why}: {self._endpoint.per_day} requests a day to "
-            f"/api/{self.endpoint_name}, counted per UTC day. Report dates from {left[0].start.isoformat()} to "
+            f"Stream {self.name} stopped at {limit.cap}. Report dates from {left[0].start.isoformat()} to "
             f"{left[-1].end.isoformat()} are left ({len(left)} request(s)). Every finished period and its state "
-            f"are saved; a sync after {format_klaviyo_datetime(resume_at)} goes on "
-            "from there."
+            f"are saved; the limit resets at {format_klaviyo_datetime(limit.resets_at)}, and a sync after that "
+            "goes on from there."
         )
 
     def _warn_if_sent(self, period: Period) -> None:
@@ -341,7 +327,8 @@ class SegmentReport(ReportStream):
     kind = "segment"
     collection = ("segments", ())
     statistics = SEGMENT_STATISTICS
-    groupings = ("segment_id",)
+    groupings = ("segment_id",)  # what Klaviyo groups segment reports by (the spec's response examples)
+    takes_group_by = False
     data_starts = date(2023, 6, 1)
 
 
@@ -366,11 +353,6 @@ REPORT_CLASSES = (
     SegmentValuesReports,
     SegmentSeriesReports,
 )
-
-
-def seconds_to_next_utc_day(now: datetime) -> float:
-    tomorrow = datetime.combine(now.astimezone(timezone.utc).date() + timedelta(days=1), datetime.min.time())
-    return (tomorrow.replace(tzinfo=timezone.utc) - now).total_seconds()
 
 
 def _at(values: Any, index: int) -> Any:
