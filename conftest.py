@@ -13,6 +13,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "ci_required: must run in CI (CI=true): skipping it there fails it, e.g. the container tests"
     )
+    config.addinivalue_line(
+        "markers",
+        "realtime: holds the connector to Klaviyo's rate limits on the clock; scripts/test.sh runs it at full "
+        "priority beside the other tests",
+    )
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -7,8 +7,10 @@ LOCAL_PYTHON_BASE when set (no registry can be reached here), else from the Dock
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,24 +18,37 @@ import docker
 import pytest
 from docker.errors import DockerException
 
+from integration_tests.conftest import NOW
 from integration_tests.connector_cli import configured_catalog, discovered_catalog, parse_lines, run_connector
-from integration_tests.klaviyo_sim import FULL_ACCESS_KEY
+from integration_tests.klaviyo_sim import FULL_ACCESS_KEY, Dataset, Faults, Simulator, Sizes
 from source_klaviyo.clock import NOW_VARIABLE
 
 ROOT = Path(__file__).resolve().parents[1]
 TAG = "airbyte/source-klaviyo:test"
 pytestmark = pytest.mark.ci_required
+# Profiles enough that a read at 200 ms an answer is still under way when it is stopped.
+SLOW_READ = Sizes(campaigns=1, templates=1, lists=1, segments=1, flows=1, profiles=20_000, events=10)
 
 
 @pytest.fixture(scope="session")
-def engine() -> Iterator[docker.DockerClient]:
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[docker.DockerClient]:
+    """The engine, with the image built once for the whole run: the first test process (of pytest-xdist's
+    workers) to take the lock builds it, the others wait and find it built."""
     try:
         client = docker.from_env()
         client.ping()
     except DockerException as error:
         pytest.skip(f"no container engine reachable ({error}); start one with ../shared/tools/container-engine-up")
-    base = os.environ.get("LOCAL_PYTHON_BASE")
-    client.images.build(path=str(ROOT), tag=TAG, buildargs={"BASE_IMAGE": base} if base else {}, rm=True)
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the run's folder, which holds every worker's own
+    with (shared / "image.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        built = shared / "image.built"
+        if not built.exists():
+            base = os.environ.get("LOCAL_PYTHON_BASE")
+            client.images.build(path=str(ROOT), tag=TAG, buildargs={"BASE_IMAGE": base} if base else {}, rm=True)
+            built.touch()
     yield client
     client.close()
 
@@ -114,3 +129,38 @@ def test_a_read_in_the_image_returns_the_clis_records(engine, secrets, klaviyo_s
     image_records = by_stream(m["record"] for m in messages if m["type"] == "RECORD")
     assert image_records and image_records == by_stream(m["record"] for m in cli.of_type("RECORD"))
     assert {stream for stream, _ in image_records} == {"lists", "metrics", "events", "campaigns_email"}
+
+
+def test_docker_stop_ends_a_read_in_the_image_with_its_state_and_one_error_not_a_kill(engine, secrets, tmp_path):
+    """How the platform stops a sync: SIGTERM to the container's first process (which Python, as PID 1, would
+    ignore without a handler), then SIGKILL after the grace period. The connector stops well within it."""
+    with Simulator(Dataset(seed=2, now=NOW, sizes=SLOW_READ), Faults(latency_ms=200)).run_in_thread() as sim:
+        settings = {"api_key": FULL_ACCESS_KEY, "api_url": sim.url, "num_workers": 2}
+        catalog = configured_catalog(discovered_catalog(tmp_path, settings), ["profiles"])
+        config_path, catalog_path = write(secrets, "config.json", settings), write(secrets, "catalog.json", catalog)
+        container = engine.containers.run(
+            TAG,
+            ["read", "--config", config_path, "--catalog", catalog_path],
+            volumes={str(secrets): {"bind": "/secrets", "mode": "ro"}},
+            network_mode="host",
+            environment={NOW_VARIABLE: os.environ[NOW_VARIABLE]},
+            detach=True,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while b'"type":"RECORD"' not in container.logs(stdout=True, stderr=False) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            stopped_at = time.monotonic()
+            container.stop(timeout=10)  # SIGTERM, then SIGKILL after 10 s
+            status = container.wait(timeout=60)["StatusCode"]
+            seconds = time.monotonic() - stopped_at
+            lines = container.logs(stdout=True, stderr=False).decode().splitlines()
+        finally:
+            container.remove(force=True)
+    messages = [json.loads(line) for line in lines if line.strip()]  # every line a whole message
+    errors = [m for m in messages if m["type"] == "TRACE" and m["trace"]["type"] == "ERROR"]
+    assert status == 143 and seconds < 10, (status, seconds)
+    assert (
+        len(errors) == 1 and messages[-1] is errors[0] and "stopped (SIGTERM)" in errors[0]["trace"]["error"]["message"]
+    )
+    assert messages[-2]["type"] == "STATE" and any(m["type"] == "RECORD" for m in messages)

@@ -3,6 +3,8 @@ mode, read; against the simulator at Klaviyo's own rate limits."""
 
 from __future__ import annotations
 
+import pytest
+
 from integration_tests.conftest import NOW
 from integration_tests.connector_cli import configured_catalog, discovered_catalog, run_connector
 from integration_tests.expectations import default_window_ids, key
@@ -12,6 +14,7 @@ from source_klaviyo.state import NEXT_PAGE, UNFINISHED
 SIZES = Sizes(campaigns=24, templates=20, lists=10, segments=10, flows=8, profiles=1_500, events=8_000, event_days=60)
 
 
+@pytest.mark.realtime
 def test_selecting_every_discovered_stream_with_only_a_key_syncs_each_streams_window_exactly(tmp_path):
     with Simulator(Dataset(seed=21, now=NOW, sizes=SIZES), Faults(rate_limit_scale=1.0)).run_in_thread() as sim:
         config = {"api_key": FULL_ACCESS_KEY, "api_url": sim.url}
