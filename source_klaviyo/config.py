@@ -165,7 +165,7 @@ class KlaviyoConfig(BaseModel):
         if value is None or value == "":
             return None
         parsed = parse_datetime(value)
-        if parsed > info.context["now"]:
+        if parsed > _validation_now(info):
             raise ValueError(f"is in the future ({value}); nothing would be read")
         return parsed
 
@@ -174,7 +174,7 @@ class KlaviyoConfig(BaseModel):
     def _queries(cls, value: Any, info: ValidationInfo) -> tuple[AggregateQuery, ...]:
         if value is None or value == "":
             return ()
-        return parse_queries(value, info.data.get("revision", DEFAULT_REVISION), info.context["now"])
+        return parse_queries(value, info.data.get("revision", DEFAULT_REVISION), _validation_now(info))
 
     @field_validator("conversion_metric", mode="before")
     @classmethod
@@ -220,6 +220,13 @@ class KlaviyoConfig(BaseModel):
         window_start = now - timedelta(days=days) if days else None
         bounds = [bound for bound in (window_start, self.start_date) if bound is not None]
         return max(bounds) if bounds else None
+
+
+def _validation_now(info: ValidationInfo) -> datetime:
+    """The `now` the config is validated as of: parse_config, the only place a config is validated, passes it."""
+    assert info.context is not None, "KlaviyoConfig is validated by parse_config, which passes `now` as context"
+    now: datetime = info.context["now"]
+    return now
 
 
 def _is_loopback(host: str) -> bool:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Final
 
 KLAVIYO_API_URL = "https://a.klaviyo.com/"
-DEFAULT_REVISION = "2026-07-15"
-RETIRED_REVISION = "2023-10-15"
+# Final: their types are their literal values, which KlaviyoConfig's `revision` field lists.
+DEFAULT_REVISION: Final = "2026-07-15"
+RETIRED_REVISION: Final = "2023-10-15"
 REVISIONS = (DEFAULT_REVISION, RETIRED_REVISION)
 
 

@@ -22,6 +22,7 @@ from airbyte_cdk.sources.streams import Stream
 from airbyte_cdk.sources.streams.concurrent.adapters import StreamFacade
 from airbyte_cdk.sources.streams.concurrent.cursor import CursorField, FinalStateCursor
 from airbyte_cdk.sources.streams.concurrent.default_stream import DefaultStream
+from airbyte_cdk.sources.streams.concurrent.helpers import get_cursor_field_from_stream, get_primary_key_from_stream
 from airbyte_cdk.sources.streams.concurrent.partitions.types import QueueItem
 from airbyte_cdk.sources.utils.slice_logger import SliceLogger
 from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets
@@ -67,12 +68,14 @@ def concurrent_stream(
     planner = stream.planner(kept, pages)
     if planner is None:
         return source.convert_to_concurrent_stream(logger, stream, state_manager, cursor)
+    # The cursor field and keys as the CDK's facade reads them off the streams it converts itself.
+    cursor_field = get_cursor_field_from_stream(stream)
     field = (
-        CursorField(stream.cursor_field, supports_catalog_defined_cursor_field=stream.catalog_defined_cursor)
-        if cursor is not None and stream.cursor_field
+        CursorField(cursor_field, supports_catalog_defined_cursor_field=stream.catalog_defined_cursor)
+        if cursor is not None and cursor_field
         else None
     )
-    keys = [stream.primary_key] if isinstance(stream.primary_key, str) else list(stream.primary_key)
+    keys = get_primary_key_from_stream(stream.primary_key)
     default = DefaultStream(planner, stream.name, stream.get_json_schema, keys, field, logger, kept)
     return StreamFacade(default, stream, kept, slice_logger=source._slice_logger, logger=logger)
 
@@ -88,7 +91,7 @@ def failures_last(messages: Iterator[AirbyteMessage]) -> Iterator[AirbyteMessage
     failed: dict[str, AirbyteMessage] = {}
     try:
         for message in messages:
-            if message.type == Type.TRACE and message.trace.error:
+            if message.type == Type.TRACE and message.trace is not None and message.trace.error:
                 _mask_secrets(message.trace.error)
                 descriptor = message.trace.error.stream_descriptor
                 if descriptor is not None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 import requests
-from airbyte_cdk.models import AirbyteMessage, FailureType, StreamDescriptor
+from airbyte_cdk.models import AirbyteErrorTraceMessage, AirbyteMessage, FailureType, StreamDescriptor
 from airbyte_cdk.sources.streams.http.error_handlers import (
     BackoffStrategy,
     ErrorResolution,
@@ -102,7 +102,7 @@ class KlaviyoErrorHandler(HttpStatusErrorHandler):
         self._bad_request = bad_request
         retry = ResponseAction.RETRY
         transient = FailureType.transient_error
-        mapping: dict[int | type[Exception], ErrorResolution] = {
+        mapping: dict[int | str | type[Exception], ErrorResolution] = {
             401: ErrorResolution(ResponseAction.FAIL, FailureType.config_error, key_rejected_message()),
             403: ErrorResolution(
                 ResponseAction.FAIL, FailureType.config_error, missing_scopes_message({stream_name: scope})
@@ -121,8 +121,8 @@ class KlaviyoErrorHandler(HttpStatusErrorHandler):
                 transient,
                 f"Klaviyo throttled stream '{stream_name}' (HTTP 429).",
             ),
-            **(overrides or {}),
         }
+        mapping.update((overrides or {}).items())
         super().__init__(logger, error_mapping=mapping, max_retries=MAX_RETRIES, max_time=retry_budget)
 
     def interpret_response(self, response_or_exception: requests.Response | Exception | None = None) -> ErrorResolution:
@@ -192,7 +192,7 @@ class StreamFailed(AirbyteTracedException):
     """Ends a read with the error a failed stream raised, as that stream's one TRACE message."""
 
     def __init__(self, trace: AirbyteMessage) -> None:
-        error = trace.trace.error
+        error = trace_error(trace)
         super().__init__(
             message=error.message,
             internal_message=error.internal_message,
@@ -203,6 +203,12 @@ class StreamFailed(AirbyteTracedException):
 
     def as_airbyte_message(self, stream_descriptor: StreamDescriptor | None = None) -> AirbyteMessage:
         return self._trace
+
+
+def trace_error(message: AirbyteMessage) -> AirbyteErrorTraceMessage:
+    """The error of an error TRACE (as AirbyteTracedException builds them: its trace always holds the error)."""
+    assert message.trace is not None and message.trace.error is not None, "an error TRACE carries its error"
+    return message.trace.error
 
 
 def config_error(message: str) -> AirbyteTracedException:

@@ -69,8 +69,8 @@ def _per_stream_states(message: AirbyteStateMessage) -> Iterator[tuple[str, str 
         descriptor = message.stream.stream_descriptor
         yield descriptor.name, descriptor.namespace, message.stream.stream_state
     elif message.type in (AirbyteStateType.LEGACY, None) and message.data is not None:
-        for item in legacy_streams(message.data, "a LEGACY state message"):
-            yield item.stream.stream_descriptor.name, None, item.stream.stream_state
+        for legacy in legacy_streams(message.data, "a LEGACY state message"):
+            yield from _per_stream_states(legacy)  # a STREAM message each, without a namespace
     else:
         kind = message.type.value if message.type else "typeless"
         logger.warning(f"Dropping a {kind} state message that holds no stream's state.")
@@ -115,6 +115,7 @@ def resumable(
     a warning. `rules` holds the streams that resume; any other stream (a full refresh) reads in full."""
     usable = []
     for message in messages:
+        assert message.stream is not None, "stream_messages gives each stream's state as a STREAM message"
         name = message.stream.stream_descriptor.name
         state = dict(message.stream.stream_state.__dict__)
         rule = rules.get(name)

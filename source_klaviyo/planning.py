@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from airbyte_cdk.sources.message import MessageRepository
 from airbyte_cdk.sources.streams.concurrent.partitions.partition import Partition
 from airbyte_cdk.sources.streams.concurrent.partitions.partition_generator import PartitionGenerator
-from airbyte_cdk.sources.types import Record
+from airbyte_cdk.sources.types import Record, StreamSlice
 
 from source_klaviyo.protocol import RecordPage
 from source_klaviyo.shutdown import STOP
@@ -62,7 +62,9 @@ class WindowedReader(Protocol):
     @property
     def page_size(self) -> int: ...
 
-    hands_off_pages: bool  # whether a window ends with each page it reads, handing the rest back
+    @property
+    def hands_off_pages(self) -> bool:
+        """Whether a window ends with each page it reads, handing the rest back."""
 
     def read_window(self, partition: Any) -> Iterator[Page]:
         """The window's records a page at a time (the partition may narrow as pages hand off its rest)."""
@@ -93,6 +95,7 @@ class IdentitySlice(dict[str, Any]):
     """A partition's slice, hashed by identity: the cursor keys each record's cursor value by its slice,
     a content hash would cost microseconds per record, and a slice that changes must stay the same key."""
 
+    # typeshed declares dict's __hash__ None (dicts are unhashable), which no subclass may set again.
     __hash__ = object.__hash__  # type: ignore[assignment]
 
     def __eq__(self, other: object) -> bool:
@@ -153,7 +156,10 @@ class PlannedPartition(Partition):
         """The partition's records a page at a time, each page sorted by the stream's cursor."""
 
     def read(self) -> Iterable[Record]:
-        planner, partition_slice = self._planner, self._slice
+        planner = self._planner
+        # Record types its slice as the declarative StreamSlice, but the cursors only key records by it (the CDK's
+        # own StreamPartition passes plain mappings too).
+        partition_slice: StreamSlice = self._slice  # type: ignore[assignment]
         name = planner.stream_name
         try:
             with slot(planner.slots):

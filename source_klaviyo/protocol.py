@@ -65,9 +65,12 @@ class KlaviyoEntrypoint(AirbyteEntrypoint):
                 # launch() has printed every message before this one into the CDK's print buffer: flushed, the
                 # page goes out after them, as bytes (no decoding, buffering and encoding a megabyte again),
                 # holding the buffer's lock so that no thread's log line lands inside it.
+                out = sys.__stdout__
+                assert out is not None, "the CLI, the only caller that asks for record pages, has a stdout"
                 with PRINT_BUFFER.lock:
                     PRINT_BUFFER.flush()
-                    write_all(sys.__stdout__.buffer, message.lines)  # type: ignore[union-attr]
+                    # typeshed gives a text stream's buffer a write that returns object; stdout's returns the count.
+                    write_all(out.buffer, message.lines)  # type: ignore[arg-type]
                 message.written.set()
             else:
                 yield message

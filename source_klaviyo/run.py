@@ -11,6 +11,7 @@ from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_klaviyo import shutdown
+from source_klaviyo.errors import trace_error
 from source_klaviyo.protocol import launch
 from source_klaviyo.source import SourceKlaviyo
 from source_klaviyo.tuning import tune_process
@@ -29,7 +30,7 @@ def run(args: list[str] | None = None) -> None:
         # The CDK would log the traceback too; an error the user can fix needs only its message.
         message = error.as_sanitized_airbyte_message()
         if error.failure_type == FailureType.config_error:
-            message.trace.error.stack_trace = None
+            trace_error(message).stack_trace = None
         lines = [filter_secrets(AirbyteEntrypoint.airbyte_message_to_string(message))]
         status = error.as_connection_status_message()
         if status and args and args[0] == "check":

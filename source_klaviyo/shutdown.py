@@ -56,6 +56,8 @@ from airbyte_cdk.utils import message_utils
 from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
+from source_klaviyo.errors import trace_error
+
 EXIT_CODE = 128 + signal.SIGTERM
 # How long after the signal the main thread goes on printing the pages in flight...
 GRACE = 3.0
@@ -130,7 +132,7 @@ def exit_stopped(lock_wait: float = -1) -> NoReturn:
             internal_message="SIGTERM: stopped requesting and ended after the state of what was delivered.",
             failure_type=FailureType.transient_error,
         ).as_airbyte_message()
-        error.trace.error.stack_trace = None  # type: ignore[union-attr]
+        trace_error(error).stack_trace = None
         _write(filter_secrets(AirbyteEntrypoint.airbyte_message_to_string(error)))
     os._exit(EXIT_CODE)
 
@@ -195,6 +197,7 @@ class StoppingQueue(Queue[QueueItem]):
             with contextlib.suppress(Empty):
                 item = super().get(timeout=POLL)
         if not self._stop.is_set():
+            assert item is not None, "without a stop, the loop above ends only once it has an item"
             return self._handed_out(item)
         if self._repeats is None:
             # An item that arrived as the stop came (a planner that gave up, say) goes by the stop's rules.

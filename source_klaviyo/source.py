@@ -77,13 +77,17 @@ class SourceKlaviyo(ConcurrentSourceAdapter):
     def message_repository(self) -> ConcurrentMessageRepository:
         return self._messages
 
-    def read_config(self, config_path: str) -> dict[str, Any]:  # type: ignore[override]
+    # Static and class methods, as the CDK declares them.
+    @staticmethod
+    def read_config(config_path: str) -> dict[str, Any]:
         return inputs.config_file(config_path)
 
-    def read_catalog(self, catalog_path: str) -> ConfiguredAirbyteCatalog:  # type: ignore[override]
+    @classmethod
+    def read_catalog(cls, catalog_path: str) -> ConfiguredAirbyteCatalog:
         return inputs.catalog_file(catalog_path)
 
-    def read_state(self, state_path: str) -> list[AirbyteStateMessage]:  # type: ignore[override]
+    @classmethod
+    def read_state(cls, state_path: str) -> list[AirbyteStateMessage]:
         return inputs.state_file(state_path)
 
     def configure(self, config: Mapping[str, Any], temp_dir: str) -> Mapping[str, Any]:

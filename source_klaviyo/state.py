@@ -142,8 +142,10 @@ def build_cursor(
         connector_state_converter=converter,
         cursor_field=CursorField(cursor_field),
         slice_boundary_fields=(SLICE_START, SLICE_END),
-        start=start,
-        end_provider=lambda: now,
+        # The CDK's datetime cursors take datetimes, which its CursorValueType protocol cannot describe: the
+        # protocol's comparisons and `+` take the protocol itself, datetime's take datetimes and timedeltas.
+        start=start,  # type: ignore[arg-type]
+        end_provider=lambda: now,  # type: ignore[arg-type, return-value]
         lookback_window=lookback,
     )
 
@@ -299,6 +301,7 @@ class ParentCursor(Cursor):
 
     def close_partition(self, partition: Partition) -> None:
         parent_slice = partition.to_slice()
+        assert parent_slice is not None, "a per-parent partition's slice names its parent"
         with self._lock:
             self._closed += 1
             progress = self._parents.setdefault(parent_slice[PARENT], ParentProgress())
@@ -358,7 +361,8 @@ class ReportCursor(Cursor):
         value = state.get(cursor_field)
         self._read_to: datetime | None = parse_klaviyo_datetime(value) if value else None
         self._resuming = bool(state.get(UNFINISHED))
-        quota = state.get("quota") if isinstance(state.get("quota"), Mapping) else {}
+        quota = state.get("quota")
+        quota = quota if isinstance(quota, Mapping) else {}
         spent = quota.get("spent") if quota.get("day") == self._day else 0
         self.spent = spent if isinstance(spent, int) and not isinstance(spent, bool) and spent >= 0 else 0
         self._unfinished: datetime | None = None

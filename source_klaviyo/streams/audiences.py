@@ -10,7 +10,7 @@ import requests
 
 from source_klaviyo.clock import parse_klaviyo_datetime
 from source_klaviyo.state import SLICE_END, SLICE_START
-from source_klaviyo.streams.base import IncrementalKlaviyoStream
+from source_klaviyo.streams.base import IncrementalKlaviyoStream, sliced
 from source_klaviyo.streams.children import ChildStream, ParentCollection
 from source_klaviyo.streams.windowed import WindowedKlaviyoStream
 
@@ -93,7 +93,7 @@ class Exclusions(WindowedKlaviyoStream):
     suppressions: ClassVar[str]  # the key under subscriptions.email.marketing
 
     @property
-    def time_field(self) -> str:  # type: ignore[override]
+    def time_field(self) -> str:
         return f"subscriptions.email.marketing.{self.suppressions}.timestamp"
 
     def extra_params(self) -> Mapping[str, Any]:
@@ -105,8 +105,9 @@ class Exclusions(WindowedKlaviyoStream):
 
     def parse_response(
         self, response: requests.Response, stream_slice: Mapping[str, Any] | None = None, **kwargs: Any
-    ) -> Iterable[Mapping[str, Any]]:
-        start, end = (parse_klaviyo_datetime(stream_slice[key]) for key in (SLICE_START, SLICE_END))
+    ) -> Iterable[MutableMapping[str, Any]]:
+        window = sliced(stream_slice)
+        start, end = (parse_klaviyo_datetime(window[key]) for key in (SLICE_START, SLICE_END))
         for profile in super().parse_response(response, stream_slice=stream_slice):
             marketing = ((profile.get("subscriptions") or {}).get("email") or {}).get("marketing") or {}
             inside = [

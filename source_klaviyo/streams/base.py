@@ -11,7 +11,7 @@ ConcurrentCursor (see `state.py`).
 
 from __future__ import annotations
 
-from abc import ABC
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -45,19 +45,20 @@ JSON_API = "application/vnd.api+json"
 class KlaviyoStream(HttpStream, ABC):
     """A full-refresh read of one Klaviyo collection endpoint."""
 
-    primary_key = "id"
-    endpoint_name: ClassVar[str]
+    # Set on each stream's class, except that ParentCollection sets name, endpoint_name, relationships and included
+    # per instance (so they are no ClassVar). `name` is a str on the class too, not Stream's cached property.
+    name: str
+    primary_key: str | list[str] | list[list[str]] | None = "id"
+    endpoint_name: str
     # JSON:API relationship name -> record field holding the related id(s).
-    relationships: ClassVar[Mapping[str, str]] = {}
-    # Attribute the backfill window filters on server-side; None: no time filter.
-    time_field: ClassVar[str | None] = None
+    relationships: Mapping[str, str] = {}
     # The operators the endpoint allows for a window's lower and upper bound on time_field
     # (None: no upper bound exists, so the window's end is applied to the records instead).
     time_operators: ClassVar[tuple[str, str | None]] = ("greater-or-equal", "less-than")
     # Whether tools/generate_schemas.py writes the schema from Klaviyo's spec (else it is written by hand).
     generated_schema: ClassVar[bool] = True
     # Related resources asked for with `include=` (their linkage fills the relationship fields).
-    included: ClassVar[tuple[str, ...]] = ()
+    included: tuple[str, ...] = ()
     # Whether an interrupted full refresh resumes from its STATE (discover's `is_resumable`).
     resumes_full_refresh: ClassVar[bool] = False
     # Whether the user picks the cursor in the configured catalog (else the stream's own).
@@ -66,6 +67,9 @@ class KlaviyoStream(HttpStream, ABC):
     reads_event_metrics: ClassVar[bool] = False
     # Whether the read looks up the account's timezone and metrics for this stream (the context's report context).
     needs_report_context: ClassVar[bool] = False
+    # The concurrent cursor the CDK's adapter attaches (convert_to_concurrent_stream; `planner` for windowed streams).
+    # Stream declares its legacy checkpoint Cursor here, and the adapter ignores that when it assigns, as here.
+    cursor: Cursor | None  # type: ignore[assignment]
 
     def __init__(self, context: StreamContext) -> None:
         self.context = context
@@ -109,7 +113,9 @@ class KlaviyoStream(HttpStream, ABC):
         return None
 
     def endpoint_facts(self, revision: str) -> Endpoint:
-        return endpoint(revision, self.endpoint_name)
+        facts = endpoint(revision, self.endpoint_name)
+        assert facts is not None, f"a stream is built only where revision {revision} has /api/{self.endpoint_name}"
+        return facts
 
     @property
     def steady_per_minute(self) -> int:
@@ -131,19 +137,40 @@ class KlaviyoStream(HttpStream, ABC):
         return self._endpoint.scope
 
     @property
+    def time_field(self) -> str | None:
+        """Attribute the backfill window filters on server-side; None: no time filter."""
+        return None
+
+    @property
     def window_start(self) -> datetime | None:
         """Where a first sync (or a full refresh) starts: the later of the backfill window and start_date
         (None: all history). A sync with state resumes from its state instead (see state.py)."""
         return self._window_start
 
-    def path(self, next_page_token: Mapping[str, Any] | None = None, **kwargs: Any) -> str:
+    def path(
+        self,
+        *,
+        stream_state: Mapping[str, Any] | None = None,
+        stream_slice: Mapping[str, Any] | None = None,
+        next_page_token: Mapping[str, Any] | None = None,
+    ) -> str:
         # links.next is a full URL that already carries every parameter of the query.
         return next_page_token["next"] if next_page_token else self._endpoint.path(self._config.revision)
 
-    def request_headers(self, **kwargs: Any) -> Mapping[str, str]:
+    def request_headers(
+        self,
+        stream_state: Mapping[str, Any] | None = None,
+        stream_slice: Mapping[str, Any] | None = None,
+        next_page_token: Mapping[str, Any] | None = None,
+    ) -> Mapping[str, str]:
         return {"revision": self._config.revision, "Accept": JSON_API}
 
-    def request_kwargs(self, **kwargs: Any) -> Mapping[str, Any]:
+    def request_kwargs(
+        self,
+        stream_state: Mapping[str, Any] | None = None,
+        stream_slice: Mapping[str, Any] | None = None,
+        next_page_token: Mapping[str, Any] | None = None,
+    ) -> Mapping[str, Any]:
         return {"timeout": (CONNECT_TIMEOUT, self._config.request_timeout_seconds)}
 
     def request_params(
@@ -214,7 +241,8 @@ class KlaviyoStream(HttpStream, ABC):
         # Every page of the slice, in one of the read's slots. Overriding read_records also stops HttpStream
         # from attaching its resumable-full-refresh cursor, which under the concurrent facade reads one page only.
         with slot(self.slots):
-            yield from self._read_pages(
+            # _read_pages yields what parse_response gives (mappings), but the CDK types it as StreamData.
+            yield from self._read_pages(  # type: ignore[misc]
                 lambda request, response, state, _slice: self.parse_response(response, stream_slice=_slice),
                 stream_slice,
                 stream_state,
@@ -222,7 +250,7 @@ class KlaviyoStream(HttpStream, ABC):
 
     def parse_response(
         self, response: requests.Response, stream_slice: Mapping[str, Any] | None = None, **kwargs: Any
-    ) -> list[MutableMapping[str, Any]]:
+    ) -> Iterable[MutableMapping[str, Any]]:
         return [self.flatten(resource) for resource in self.resources(response)]
 
     def resources(self, response: requests.Response) -> list[Any]:
@@ -357,7 +385,14 @@ class WithArchived(KlaviyoStream, ABC):
         yield {"archived": True}
 
     def slice_filters(self, stream_slice: Mapping[str, Any] | None) -> list[str]:
-        return [archived_filter(stream_slice["archived"])]
+        return [archived_filter(sliced(stream_slice)["archived"])]
+
+
+def sliced(stream_slice: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """The slice of a request of a stream that reads in slices: its requests and pages always carry one (None is
+    the CDK's default for a stream without slices)."""
+    assert stream_slice is not None, "a stream read in slices reads each request within one"
+    return stream_slice
 
 
 def archived_filter(archived: bool) -> str:
@@ -371,10 +406,13 @@ class IncrementalKlaviyoStream(KlaviyoStream, ABC):
     engine checkpoints through the cursor instead, one window at a time.
     """
 
-    cursor_field: ClassVar[str]
+    @property
+    @abstractmethod
+    def cursor_field(self) -> str:
+        """The record field the windows and the state follow (a class attribute in all but profiles)."""
 
     @property
-    def time_field(self) -> str:  # type: ignore[override]
+    def time_field(self) -> str:
         return self.cursor_field
 
     @property
@@ -398,24 +436,26 @@ class IncrementalKlaviyoStream(KlaviyoStream, ABC):
         return Resumes(self.cursor_field) if self.incremental else None
 
     def stream_slices(self, **kwargs: Any) -> Iterable[Mapping[str, Any] | None]:
+        assert self.cursor is not None, "the engine attaches the stream's cursor before it asks for slices"
         yield from self.cursor.stream_slices()
 
     def window(self, stream_slice: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
+        stream_slice = sliced(stream_slice)
         return stream_slice[SLICE_START], stream_slice[SLICE_END]
 
     def parse_response(
         self, response: requests.Response, stream_slice: Mapping[str, Any] | None = None, **kwargs: Any
-    ) -> list[MutableMapping[str, Any]]:
+    ) -> Iterable[MutableMapping[str, Any]]:
         return self.within_window(super().parse_response(response, stream_slice=stream_slice), stream_slice)
 
     def within_window(
-        self, records: list[MutableMapping[str, Any]], stream_slice: Mapping[str, Any]
-    ) -> list[MutableMapping[str, Any]]:
+        self, records: Iterable[MutableMapping[str, Any]], stream_slice: Mapping[str, Any] | None
+    ) -> Iterable[MutableMapping[str, Any]]:
         """`records` without those past the window's end, where the endpoint cannot filter less-than:
         they belong to the next sync, and state never passes the window's end."""
         if self.time_operators[1]:
             return records
-        end = parse_klaviyo_datetime(stream_slice[SLICE_END])
+        end = parse_klaviyo_datetime(sliced(stream_slice)[SLICE_END])
         return [
             record
             for record in records

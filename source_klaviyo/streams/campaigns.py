@@ -101,11 +101,19 @@ class CampaignsV1(KlaviyoStream):
     def path(self, **kwargs: Any) -> str:
         return "api/v1/campaigns"
 
-    def request_headers(self, **kwargs: Any) -> Mapping[str, str]:
+    def request_headers(
+        self,
+        stream_state: Mapping[str, Any] | None = None,
+        stream_slice: Mapping[str, Any] | None = None,
+        next_page_token: Mapping[str, Any] | None = None,
+    ) -> Mapping[str, str]:
         return {"Accept": "application/json"}
 
     def request_params(
-        self, next_page_token: Mapping[str, Any] | None = None, **kwargs: Any
+        self,
+        stream_state: Mapping[str, Any] | None = None,
+        stream_slice: Mapping[str, Any] | None = None,
+        next_page_token: Mapping[str, Any] | None = None,
     ) -> MutableMapping[str, Any]:
         return {"page": (next_page_token or {}).get("page", 0), "count": V1_CAMPAIGNS.max_page_size}
 
@@ -137,7 +145,9 @@ class CampaignsV1(KlaviyoStream):
             return None
         return {"page": page + 1}
 
-    def parse_response(self, response: requests.Response, **kwargs: Any) -> Iterable[Mapping[str, Any]]:
+    def parse_response(
+        self, response: requests.Response, stream_slice: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> Iterable[MutableMapping[str, Any]]:
         for item in json_body(response).get("data") or []:
             record = {key: item.get(key) for key in V1_FIELDS}
             record["list_ids"] = [entry.get("id") for entry in item.get("lists") or []]
@@ -172,6 +182,7 @@ class ApiKeyQueryAuth(AuthBase):
         self._key = key
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        assert request.url is not None, "requests prepares the URL before it calls the authenticator"
         parts = urlsplit(request.url)
         query = [(name, value) for name, value in parse_qsl(parts.query, keep_blank_values=True) if name != "api_key"]
         request.url = urlunsplit(parts._replace(query=urlencode([*query, ("api_key", self._key)])))

@@ -46,7 +46,7 @@ class ChildStream(KlaviyoStream, ABC):
         """The ids of the parents to read, each once (read under the budget, in the read's slots)."""
 
     @property
-    def time_field(self) -> str | None:  # type: ignore[override]
+    def time_field(self) -> str | None:
         return self.cursor_field or None
 
     def concurrent_cursor(self, state_manager: ConnectorStateManager, repository: MessageRepository) -> Cursor | None:
@@ -71,11 +71,17 @@ class ChildStream(KlaviyoStream, ABC):
     def extra_params(self) -> Mapping[str, Any]:
         return {"sort": self.cursor_field} if self.cursor_field else {}
 
-    def path(self, next_page_token: Mapping[str, Any] | None = None, **kwargs: Any) -> str:
+    def path(
+        self,
+        *,
+        stream_state: Mapping[str, Any] | None = None,
+        stream_slice: Mapping[str, Any] | None = None,
+        next_page_token: Mapping[str, Any] | None = None,
+    ) -> str:
         if next_page_token:
-            return next_page_token["next"]
-        stream_slice = kwargs.get("stream_slice") or {}
-        return self._endpoint.path(self._config.revision, stream_slice.get(PARENT, PROBE_PARENT))
+            next_url: str = next_page_token["next"]
+            return next_url
+        return self._endpoint.path(self._config.revision, (stream_slice or {}).get(PARENT, PROBE_PARENT))
 
     def window_filters(self, stream_slice: Mapping[str, Any] | None) -> list[str]:
         """From the parent's resume point (only what is newer, for a parent an earlier sync finished) up to the
@@ -105,7 +111,7 @@ class ChildStream(KlaviyoStream, ABC):
         """
         since = format_klaviyo_datetime(start.since) if start.since else None
         stream_slice = {PARENT: parent_id, SLICE_START: since, AFTER: start.after}
-        token = {"next": self.url_base + start.next_page} if start.next_page else None
+        token: Mapping[str, Any] | None = {"next": self.url_base + start.next_page} if start.next_page else None
         saved_link = token is not None  # the request about to go out follows the link an earlier sync saved
         while True:
             try:

@@ -59,7 +59,7 @@ class Events(WindowedKlaviyoStream):
 
     def parse_response(
         self, response: requests.Response, stream_slice: Mapping[str, Any] | None = None, **kwargs: Any
-    ) -> list[MutableMapping[str, Any]]:
+    ) -> Iterable[MutableMapping[str, Any]]:
         """The page's events, in one pass (the events' read costs most of the connector's CPU)."""
         resources = self.resources(response)
         names, attributions = {}, {}
@@ -106,5 +106,6 @@ class EventsCustomDates(Events):
         return None  # the same range every sync: nothing to keep
 
     def ranges(self) -> Iterable[Window]:
+        assert self._range is not None, "a read selects this stream only when the config sets its range"
         # (start, end] at Klaviyo's one-second precision is [start + 1 s, end + 1 s).
         yield Window(epoch(self._range.start) + 1, epoch(self._range.end) + 1, self.variants)

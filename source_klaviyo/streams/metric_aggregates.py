@@ -75,8 +75,13 @@ class MetricAggregates(KlaviyoStream):
     def resumes(self) -> Resumes | None:
         return Resumes(self.cursor_field, self.parent_field) if self.incremental else None
 
-    def request_headers(self, **kwargs: Any) -> Mapping[str, str]:
-        return {**super().request_headers(**kwargs), "Content-Type": JSON_API}
+    def request_headers(
+        self,
+        stream_state: Mapping[str, Any] | None = None,
+        stream_slice: Mapping[str, Any] | None = None,
+        next_page_token: Mapping[str, Any] | None = None,
+    ) -> Mapping[str, str]:
+        return {**super().request_headers(stream_state, stream_slice, next_page_token), "Content-Type": JSON_API}
 
     def error_overrides(self) -> Mapping[str, Any]:
         # The body is the user's query, so Klaviyo rejecting it is for the user to fix.
@@ -184,7 +189,7 @@ def next_cursor(document: Mapping[str, Any]) -> str | None:
     """The page_cursor of the next page: Klaviyo's spec does not say where it is announced, so the
     connector follows a next link (top level or on the resource) whose query carries it."""
     for links in (document.get("links"), document.get("data", {}).get("links")):
-        next_url = (links or {}).get("next")
+        next_url: str | None = (links or {}).get("next")
         if next_url:
             cursor = parse_qs(urlsplit(next_url).query).get("page_cursor")
             if cursor:

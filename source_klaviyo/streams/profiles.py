@@ -28,7 +28,7 @@ class Profiles(WindowedKlaviyoStream):
         super().__init__(context)
 
     @property
-    def cursor_field(self) -> str:  # type: ignore[override]
+    def cursor_field(self) -> str:
         return self._cursor_field
 
     def extra_params(self) -> Mapping[str, Any]:

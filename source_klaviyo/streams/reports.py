@@ -88,7 +88,7 @@ class ReportStream(KlaviyoStream):
     cursor: ReportCursor | None = None  # set by the engine (engine.py) from `concurrent_cursor`
 
     @property
-    def cursor_field(self) -> str:  # type: ignore[override]
+    def cursor_field(self) -> str:
         return "date" if self.series else "start"
 
     @classmethod
@@ -101,6 +101,12 @@ class ReportStream(KlaviyoStream):
         assert self.context.choices.reports is not None, "a read looks the report context up first"
         return self.context.choices.reports
 
+    @property
+    def report_cursor(self) -> ReportCursor:
+        """The stream's cursor, which the engine attaches from `concurrent_cursor` before the stream reads."""
+        assert self.cursor is not None, "the engine attaches the cursor before the stream reads"
+        return self.cursor
+
     def concurrent_cursor(self, state_manager: ConnectorStateManager, repository: MessageRepository) -> Cursor | None:
         return ReportCursor(self.name, self.cursor_field, state_manager, repository, self._now)
 
@@ -110,7 +116,8 @@ class ReportStream(KlaviyoStream):
     def columns(self) -> tuple[str, ...]:
         return self.groupings
 
-    def get_json_schema(self) -> Mapping[str, Any]:
+    # Stream caches its get_json_schema with functools.lru_cache, typed as a cache wrapper no method matches.
+    def get_json_schema(self) -> Mapping[str, Any]:  # type: ignore[override]
         text = {"type": ["null", "string"]}
         properties: dict[str, Any] = {"id": {"type": "string"}, "timezone": text}
         if self.series:
@@ -123,8 +130,13 @@ class ReportStream(KlaviyoStream):
         properties.update({statistic: {"type": ["null", "number"]} for statistic in self.statistics})
         return {"$schema": "http://json-schema.org/draft-07/schema#", "type": "object", "properties": properties}
 
-    def request_headers(self, **kwargs: Any) -> Mapping[str, str]:
-        return {**super().request_headers(**kwargs), "Content-Type": JSON_API}
+    def request_headers(
+        self,
+        stream_state: Mapping[str, Any] | None = None,
+        stream_slice: Mapping[str, Any] | None = None,
+        next_page_token: Mapping[str, Any] | None = None,
+    ) -> Mapping[str, str]:
+        return {**super().request_headers(stream_state, stream_slice, next_page_token), "Content-Type": JSON_API}
 
     def get_error_handler(self) -> KlaviyoErrorHandler:
         return ReportErrorHandler(
@@ -157,7 +169,7 @@ class ReportStream(KlaviyoStream):
         """Period after period, oldest first, each period's state right after its rows; no read slot is held,
         since the endpoint's 2 requests a minute, not the read's workers, set the pace."""
         zone = self.report.timezone
-        resume = self.cursor.resume_from(timedelta(days=self._config.reporting_lookback_days))
+        resume = self.report_cursor.resume_from(timedelta(days=self._config.reporting_lookback_days))
         start = first_day(resume or self.window_start or KLAVIYO_EPOCH, zone, yearly=not self.series)
         start = max(start, local_midnight(self.data_starts, zone))
         plan = list(periods(start, self._now, zone, yearly=not self.series))
@@ -170,24 +182,27 @@ class ReportStream(KlaviyoStream):
             if not rows:
                 self._warn_if_sent(period)
             yield from rows
-            self.cursor.advance(period.end, finished=index == len(plan) - 1)
+            self.report_cursor.advance(period.end, finished=index == len(plan) - 1)
 
     def _report(self, period: Period) -> Iterator[MutableMapping[str, Any]]:
         url: str | None = self._join_url(self.url_base, self.path())
+        per_day = self._endpoint.per_day
+        assert per_day is not None, "every Reporting API endpoint has a daily quota (endpoints.py)"
         while url:
-            if self.cursor.spent >= self._endpoint.per_day:
-                raise our_quota(self._endpoint.per_day, f"/api/{self.endpoint_name}", self._now)
+            if self.report_cursor.spent >= per_day:
+                raise our_quota(per_day, f"/api/{self.endpoint_name}", self._now)
             with self.retries_explained():
                 _, response = self._http_client.send_request(
                     "POST",
                     url,
                     request_kwargs=self.request_kwargs(),
                     headers=self.request_headers(),
-                    data=orjson.dumps(self.body(period)),
+                    # HttpClient types `data` as str or a mapping; requests sends these bytes as they are.
+                    data=orjson.dumps(self.body(period)),  # type: ignore[arg-type]
                 )
             if daily_limit_reached(response):
                 raise klaviyo_quota(response, self._now)
-            self.cursor.spend()
+            self.report_cursor.spend()
             yield from self.rows(json_body(response), period)
             url = (self.next_page_token(response) or {}).get("next")
 
@@ -228,7 +243,7 @@ class ReportStream(KlaviyoStream):
         return row
 
     def _stop(self, left: list[Period], limit: QuotaExhausted) -> None:
-        self.cursor.stopped(left[0].start)
+        self.report_cursor.stopped(left[0].start)
         self.logger.warning(
             f"Stream {self.name} stopped at {limit.cap}. Report dates from {left[0].start.isoformat()} to "
             f"{left[-1].end.isoformat()} are left ({len(left)} request(s)). Every finished period and its state "

@@ -13,6 +13,7 @@ from airbyte_cdk.sources.streams.concurrent.partitions.partition_generator impor
 from source_klaviyo.clock import parse_klaviyo_datetime
 from source_klaviyo.state import SLICE_END, SLICE_START
 from source_klaviyo.streams.base import IncrementalKlaviyoStream
+from source_klaviyo.streams.context import StreamContext
 from source_klaviyo.windows import Window, WindowPartition, WindowPlanner, epoch, formatted
 
 # Klaviyo's page when an endpoint takes no page[size] (events on 2023-10-15).
@@ -29,10 +30,11 @@ class WindowedKlaviyoStream(IncrementalKlaviyoStream, ABC):
     variants: tuple[Any, ...] = (None,)
     # Whether a window ends with each page (its records sorted by the cursor), handing the rest back.
     hands_off_pages: ClassVar[bool] = True
+    page_size: int  # HttpStream's attribute (None there): the endpoint's largest page, or Klaviyo's fixed one
 
-    @property
-    def page_size(self) -> int:
-        return self._endpoint.max_page_size or FIXED_PAGE_SIZE
+    def __init__(self, context: StreamContext) -> None:
+        super().__init__(context)
+        self.page_size = self._endpoint.max_page_size or FIXED_PAGE_SIZE
 
     def extra_params(self) -> Mapping[str, Any]:
         return {"sort": self.time_field}
@@ -43,6 +45,7 @@ class WindowedKlaviyoStream(IncrementalKlaviyoStream, ABC):
 
     def ranges(self) -> Iterable[Window]:
         """The ranges to read, from the cursor (state, backfill window, lookback) to now."""
+        assert self.cursor is not None, "`planner` attaches the cursor before the planner reads the ranges"
         for stream_slice in self.cursor.stream_slices():
             start, end = (epoch(parse_klaviyo_datetime(stream_slice[key])) for key in (SLICE_START, SLICE_END))
             yield Window(start, end, self.variants)
