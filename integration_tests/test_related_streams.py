@@ -123,7 +123,8 @@ def test_membership_and_exclusion_rows_carry_the_parent_the_profile_and_its_cont
 @pytest.mark.parametrize("stream", INCREMENTAL)
 def test_a_second_incremental_sync_reads_nothing_older_than_what_the_first_left_off_at(sim, tmp_path, stream):
     """Changes of the last 30 days show up between the two syncs. The second sync reads each parent (or the
-    stream) from its newest record on, inclusive: it catches every change and reads again only that record."""
+    stream) from its newest record on, inclusive: it catches every change and reads again only that record (a
+    per-parent stream not even that: it leaves out the children it delivered at that value)."""
     cursor, parent = INCREMENTAL[stream]
     sim.dataset.hold_back(30 * DAY)
     first = read(sim, tmp_path, [stream])
@@ -142,9 +143,31 @@ def test_a_second_incremental_sync_reads_nothing_older_than_what_the_first_left_
     for record in second.records():
         assert record[cursor] >= newest.get(group(record), ""), ("older than the state", record)
         if key(stream, record) in seen:
+            assert not parent, ("a per-parent stream sent a child again", record)
             assert record[cursor] == newest[group(record)], ("read again, yet not the newest", record)
     everything = seen | {key(stream, record) for record in second.records()}
     assert everything == all_history_ids(sim.dataset)[stream], "nothing is missed"
+
+
+def test_flow_messages_are_read_in_full_when_the_flows_listing_carries_no_linkage_to_their_actions(sim, tmp_path):
+    """A server may answer include=flow-actions without the linkage: each flow's actions then come from its own
+    actions endpoint, so no message is missed."""
+    sim.faults.linkage_omitted = True
+    run = read(sim, tmp_path, ["flow_messages"])
+    assert {key("flow_messages", row) for row in run.records()} == all_history_ids(sim.dataset)["flow_messages"]
+    assert any(path.endswith("/flow-actions") for _, path, _, _ in sim.log), "the actions were asked for"
+
+
+def test_an_unchanged_second_sync_of_the_per_parent_streams_prints_nothing_it_printed_before(sim, tmp_path):
+    streams = [stream for stream, (_, parent) in INCREMENTAL.items() if parent]
+    first = read(sim, tmp_path, streams)
+    second = read(sim, tmp_path, streams, state=first.final_states())
+    for stream in streams:
+        assert first.records(stream), f"{stream} has data"
+        again = {key(stream, row) for row in second.records(stream)} & {
+            key(stream, row) for row in first.records(stream)
+        }
+        assert not again, f"{stream} sent {len(again)} rows again"
 
 
 def test_a_parent_deleted_between_two_pages_ends_that_parent_with_a_warning_not_the_sync(sim, tmp_path):

@@ -51,9 +51,8 @@ class ParentPartition(PlannedPartition):
         start = cursor.resume_point(self.parent_id) or ResumePoint(None)
         for page in self._parents.stream.read_parent(self.parent_id, start):
             yield page.records
-            if page.next_page:
-                # The page's records are queued by now: its progress may go into the next STATE.
-                cursor.page_read(self._slice, page.next_page)
+            # The page's records are queued by now: its progress may go into the next STATE.
+            cursor.page_read(self._slice, page)
 
 
 class ParentPlanner(Planner):

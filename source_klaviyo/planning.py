@@ -37,20 +37,23 @@ Page = list[MutableMapping[str, Any]]
 
 @dataclass(frozen=True)
 class ResumePoint:
-    """Where a parent is read from: `since` (None: all of it; `after`: only what is newer), or its interrupted
-    read's `next_page` link."""
+    """Where a parent is read from: `since` (None: all of it), less the children at `since` an earlier sync
+    delivered (`skip`, their keys); or its interrupted read's `next_page` link."""
 
     since: datetime | None
     next_page: str = ""
-    after: bool = False
+    skip: frozenset[str] = frozenset()
 
 
 @dataclass
 class ParentPage:
-    """A page of one parent's children, and the link (path and query, after the API's base URL) of the next one."""
+    """A page of one parent's children, the link (path and query, after the API's base URL) of the next one, and
+    the page's newest cursor value with the keys of the children at it (the page is sorted by the cursor)."""
 
     records: Page
     next_page: str
+    newest: datetime | None = None
+    keys_at_newest: tuple[str, ...] = ()
 
 
 class WindowedReader(Protocol):

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -52,12 +52,17 @@ from airbyte_cdk.sources.streams.concurrent.state_converters.datetime_stream_sta
 from airbyte_cdk.sources.types import Record
 
 from source_klaviyo.clock import KLAVIYO_EPOCH, format_klaviyo_datetime, parse_klaviyo_datetime
-from source_klaviyo.planning import PARENT, ResumePoint
+from source_klaviyo.planning import PARENT, ParentPage, ResumePoint
 
 SLICE_START, SLICE_END, MOST_RECENT = "start", "end", "most_recent_cursor_value"
 UNFINISHED = "unfinished_sync_end"
-# In a per-parent state: the link (path and query) of the next page of a parent whose read was interrupted.
+# In a per-parent state: the link (path and query) of the next page of a parent whose read was interrupted...
 NEXT_PAGE = "next_page"
+# ...and the keys of the children at the parent's newest cursor value, which the next sync reads again (a child
+# Klaviyo shows a moment late may share that second) and leaves out. Past this many keys (a bulk import in one
+# second) none is kept: those children are then sent again, never lost.
+KEYS_AT_CURSOR = "keys_at_cursor"
+MAX_KEYS_AT_CURSOR = 1_000
 # A per-parent STATE lists every parent (about 85 bytes each). It goes out after each page or parent finished while
 # the stream has up to this many parents, and after every k-th one with k = parents / this: an account with a
 # thousand lists writes a STATE every 20 pages (about 40 bytes of state per record) rather than 85 KB a page.
@@ -167,10 +172,21 @@ def _up_to_newest_record(state: Mapping[str, Any]) -> dict[str, Any]:
 
 @dataclass
 class ParentProgress:
-    """How far one parent is read: its newest cursor value, and while it is being read, its next page's link."""
+    """How far one parent is read: its newest cursor value and the keys of its children at that value, and while
+    it is being read, its next page's link."""
 
     value: str = ""
     next_page: str = ""
+    keys_at_value: tuple[str, ...] = ()
+
+    def page(self, newest: datetime, keys: Sequence[str]) -> None:
+        """A page whose newest child is at `newest` (the keys of the children at it)."""
+        value = parse_klaviyo_datetime(self.value) if self.value else None
+        if value is not None and newest < value:
+            return
+        merged = (*self.keys_at_value, *keys) if value == newest else tuple(keys)
+        self.value = format_klaviyo_datetime(newest)
+        self.keys_at_value = tuple(dict.fromkeys(merged)) if len(merged) <= MAX_KEYS_AT_CURSOR else ()
 
 
 class ParentCursor(Cursor):
@@ -187,18 +203,18 @@ class ParentCursor(Cursor):
         {"states": [{"partition": {"query_name": "revenue_by_flow"}, "cursor": {"date": "2026-10-19T04:00:00Z"}}]}
 
     A parent's progress moves page by page: after each page's records are out, its
-    newest cursor value and the link of its next page, so a killed sync resumes inside
-    the parent it was reading (from that link; from the cursor value, or the parent's
-    start, if Klaviyo no longer takes the link). Incremental: the next sync reads each
-    parent from its newest value (inclusive), a parent without state from the stream's
+    newest cursor value, the keys of its children at that value (KEYS_AT_CURSOR) and
+    the link of its next page, so a killed sync resumes inside the parent it was
+    reading (from that link; from the cursor value, or the parent's start, if Klaviyo
+    no longer takes the link). Incremental: the next sync reads each parent from its
+    newest value, inclusive, and leaves out the children at that value it delivered:
+    an unchanged parent sends nothing again, and a child Klaviyo shows a moment late
+    in that same second is still read. A parent without state starts at the stream's
     first-sync start. Full refresh: while a sync runs, the parents it finished (empty
     cursors), those it was reading (their links) and UNFINISHED, so a resumed sync goes
     on where it stopped; a finished sync leaves the CDK's no-cursor state and the next
-    starts over. A parent finished in an earlier sync is read again only after its
-    newest value (`greater-than`: the rows at that value were all delivered); a parent
-    interrupted inside, from its link (or from its value, inclusive). STATE goes out
-    after each page or parent finished (every k-th of them with many parents, see
-    PARENTS_PER_STATE_STEP), and when the stream ends.
+    starts over. STATE goes out after each page or parent finished (every k-th of them
+    with many parents, see PARENTS_PER_STATE_STEP), and when the stream ends.
     """
 
     def __init__(
@@ -219,7 +235,9 @@ class ParentCursor(Cursor):
         state = state_manager.get_stream_state(stream_name, None)
         self._parents: dict[str, ParentProgress] = {
             entry["partition"][parent_field]: ParentProgress(
-                entry["cursor"].get(cursor_field or "", ""), entry.get(NEXT_PAGE, "")
+                entry["cursor"].get(cursor_field or "", ""),
+                entry.get(NEXT_PAGE, ""),
+                tuple(entry.get(KEYS_AT_CURSOR, ())),
             )
             for entry in state.get("states", [])
         }
@@ -239,6 +257,11 @@ class ParentCursor(Cursor):
                 "partition": {self._parent_field: parent},
                 "cursor": {self._cursor_field: progress.value} if self._cursor_field and progress.value else {},
                 **({NEXT_PAGE: progress.next_page} if progress.next_page else {}),
+                **(
+                    {KEYS_AT_CURSOR: list(progress.keys_at_value)}
+                    if self._cursor_field and progress.keys_at_value
+                    else {}
+                ),
             }
             for parent, progress in sorted(self._parents.items())
         ]
@@ -246,6 +269,16 @@ class ParentCursor(Cursor):
         if self._cursor_field is None:
             state[UNFINISHED] = format_klaviyo_datetime(self._now)
         return state
+
+    def _entry(self, parent: str, progress: ParentProgress) -> dict[str, Any]:
+        entry: dict[str, Any] = {"partition": {self._parent_field: parent}, "cursor": {}}
+        if self._cursor_field and progress.value:
+            entry["cursor"] = {self._cursor_field: progress.value}
+            if progress.keys_at_value:
+                entry[KEYS_AT_CURSOR] = list(progress.keys_at_value)
+        if progress.next_page:
+            entry[NEXT_PAGE] = progress.next_page
+        return entry
 
     def since(self, parent_id: str) -> datetime | None:
         """Where this sync reads the parent from when it starts it afresh: its newest value (incremental), else the
@@ -268,7 +301,8 @@ class ParentCursor(Cursor):
         if since is not None and since >= self._now:
             return None
         finished_at = parse_klaviyo_datetime(progress.value) if progress and progress.value else None
-        return ResumePoint(since, after=since is not None and since == finished_at)
+        delivered = frozenset(progress.keys_at_value) if progress and since == finished_at else frozenset()
+        return ResumePoint(since, skip=delivered)
 
     def planned(self) -> None:
         with self._lock:
@@ -288,16 +322,15 @@ class ParentCursor(Cursor):
             if key not in self._newest or moment > self._newest[key]:
                 self._newest[key] = moment
 
-    def page_read(self, parent_slice: Mapping[str, Any], next_page: str) -> None:
-        """A page of the parent is out (its records are queued ahead of any STATE emitted from now on); the next
-        page is at `next_page`."""
+    def page_read(self, parent_slice: Mapping[str, Any], page: ParentPage) -> None:
+        """A page of the parent is out (its records are queued ahead of any STATE emitted from now on)."""
         with self._lock:
             progress = self._parents.setdefault(parent_slice[PARENT], ParentProgress())
-            newest = self._newest.get(id(parent_slice))
-            if newest is not None:
-                progress.value = format_klaviyo_datetime(newest)
-            progress.next_page = next_page
-            self._step()
+            if self._cursor_field and page.newest is not None:
+                progress.page(page.newest, page.keys_at_newest)
+            progress.next_page = page.next_page
+            if page.next_page:
+                self._step()  # (the last page's progress goes out with its parent, closed right after it)
 
     def close_partition(self, partition: Partition) -> None:
         parent_slice = partition.to_slice()
@@ -307,7 +340,7 @@ class ParentCursor(Cursor):
             progress = self._parents.setdefault(parent_slice[PARENT], ParentProgress())
             newest = self._newest.pop(id(parent_slice), None)
             if newest is not None:
-                progress.value = format_klaviyo_datetime(newest)
+                progress.page(newest, ())  # a parent read without pages (metric_aggregates' queries)
             progress.next_page = ""
             self._step()
 

@@ -12,10 +12,10 @@ from airbyte_cdk.sources.streams import NO_CURSOR_STATE_KEY
 from airbyte_cdk.sources.types import Record
 
 from source_klaviyo import state as state_module
-from source_klaviyo.clock import format_klaviyo_datetime
+from source_klaviyo.clock import format_klaviyo_datetime, parse_klaviyo_datetime
 from source_klaviyo.parents import parents_at_once
-from source_klaviyo.planning import IdentitySlice, ResumePoint
-from source_klaviyo.state import NEXT_PAGE, UNFINISHED, ParentCursor
+from source_klaviyo.planning import IdentitySlice, ParentPage, ResumePoint
+from source_klaviyo.state import KEYS_AT_CURSOR, NEXT_PAGE, UNFINISHED, ParentCursor
 from unit_tests.klaviyo_mock import NOW
 
 
@@ -60,15 +60,28 @@ def cursor(state=None, cursor_field="joined_group_at", first_sync_start=None, st
 
 
 def read(parent_cursor, parent_id, *pages, close=True):
-    """The parent's pages of `joined_group_at` values, each followed by its next page's link, then closed."""
+    """The parent's pages of `joined_group_at` values (members `<parent>-<page>-<n>`), as the planner hands them to
+    the cursor: the CDK observes each page's newest record, then the page is read; the parent is then closed."""
     partition = Partition(parent_id)
     for number, values in enumerate(pages):
-        for value in values:
-            parent_cursor.observe(Record({"joined_group_at": value}, "list_memberships", partition.to_slice()))
-        if number < len(pages) - 1 or not close:
-            parent_cursor.page_read(partition.to_slice(), link(parent_id, number + 1))
+        records = [
+            {"profile_id": f"{parent_id}-{number}-{n}", "joined_group_at": value} for n, value in enumerate(values)
+        ]
+        if records:
+            newest = max(records, key=lambda record: record["joined_group_at"])
+            parent_cursor.observe(Record(newest, "list_memberships", partition.to_slice()))
+        next_page = link(parent_id, number + 1) if number < len(pages) - 1 or not close else ""
+        parent_cursor.page_read(partition.to_slice(), page_of(records, next_page))
     if close:
         parent_cursor.close_partition(partition)
+
+
+def page_of(records, next_page):
+    if not records:
+        return ParentPage(records, next_page)
+    newest = max(record["joined_group_at"] for record in records)
+    keys = tuple(record["profile_id"] for record in records if record["joined_group_at"] == newest)
+    return ParentPage(records, next_page, parse_klaviyo_datetime(newest), keys)
 
 
 def link(parent_id: str, page: int) -> str:
@@ -85,17 +98,10 @@ def at(days_ago: float) -> str:
 
 def test_each_parent_keeps_its_newest_value_saved_as_soon_as_it_is_read():
     parent_cursor, repository = cursor()
-    read(parent_cursor, "A", [at(5), at(2), at(3)])
+    read(parent_cursor, "A", [at(5), at(3), at(2), at(2)])
     read(parent_cursor, "B", [])  # no members yet
-    assert states(repository) == [
-        {"states": [{"partition": {"list_id": "A"}, "cursor": {"joined_group_at": at(2)}}]},
-        {
-            "states": [
-                {"partition": {"list_id": "A"}, "cursor": {"joined_group_at": at(2)}},
-                {"partition": {"list_id": "B"}, "cursor": {}},
-            ]
-        },
-    ]
+    a = {"partition": {"list_id": "A"}, "cursor": {"joined_group_at": at(2)}, KEYS_AT_CURSOR: ["A-0-2", "A-0-3"]}
+    assert states(repository) == [{"states": [a]}, {"states": [a, {"partition": {"list_id": "B"}, "cursor": {}}]}]
 
 
 def test_a_parent_resumes_from_its_value_a_new_one_from_the_first_sync_start_and_never_before_start_date():
@@ -119,6 +125,7 @@ def test_a_parent_resumes_from_its_value_a_new_one_from_the_first_sync_start_and
     assert format_klaviyo_datetime(parent_cursor.since("C")) == at(10)
     read(parent_cursor, "B", [])
     assert parent_cursor.state["states"][1] == {"partition": {"list_id": "B"}, "cursor": {"joined_group_at": at(2)}}
+    assert parent_cursor.resume_point("B") == ResumePoint(NOW - timedelta(days=2)), "no keys kept: all read again"
 
 
 def test_a_full_refresh_marks_the_parents_it_finished_until_all_are_then_starts_over():
@@ -149,14 +156,26 @@ def test_a_parent_read_page_by_page_saves_each_page_and_a_resumed_sync_goes_on_f
     read(parent_cursor, "A", [at(9), at(8)], [at(7), at(6)], close=False)
     after_pages = states(repository)
     assert [state["states"][0] for state in after_pages] == [
-        {"partition": {"list_id": "A"}, "cursor": {"joined_group_at": at(8)}, NEXT_PAGE: link("A", 1)},
-        {"partition": {"list_id": "A"}, "cursor": {"joined_group_at": at(6)}, NEXT_PAGE: link("A", 2)},
+        {
+            "partition": {"list_id": "A"},
+            "cursor": {"joined_group_at": at(8)},
+            KEYS_AT_CURSOR: ["A-0-1"],
+            NEXT_PAGE: link("A", 1),
+        },
+        {
+            "partition": {"list_id": "A"},
+            "cursor": {"joined_group_at": at(6)},
+            KEYS_AT_CURSOR: ["A-1-1"],
+            NEXT_PAGE: link("A", 2),
+        },
     ]
     resumed, _ = cursor(after_pages[-1])
     assert resumed.resume_point("A") == ResumePoint(NOW - timedelta(days=6), link("A", 2))
 
     parent_cursor.close_partition(Partition("A"))
-    assert parent_cursor.state["states"] == [{"partition": {"list_id": "A"}, "cursor": {"joined_group_at": at(6)}}]
+    assert parent_cursor.state["states"] == [
+        {"partition": {"list_id": "A"}, "cursor": {"joined_group_at": at(6)}, KEYS_AT_CURSOR: ["A-1-1"]}
+    ]
 
 
 def test_an_interrupted_full_refresh_resumes_inside_the_parent_it_was_reading():
@@ -182,21 +201,32 @@ def test_with_many_parents_state_goes_out_every_few_pages_and_always_when_the_st
     read(parent_cursor, "A", [at(9)], [at(8)], [at(7)])  # two pages and the parent: 3 steps of 6 parents / 2
     read(parent_cursor, "B", [at(5)])
     (after_a,) = states(repository)
-    assert after_a["states"][0] == {"partition": {"list_id": "A"}, "cursor": {"joined_group_at": at(7)}}
+    assert after_a["states"][0]["cursor"] == {"joined_group_at": at(7)} and NEXT_PAGE not in after_a["states"][0]
     parent_cursor.ensure_at_least_one_state_emitted()
     (final,) = states(repository)
-    assert final["states"][1] == {"partition": {"list_id": "B"}, "cursor": {"joined_group_at": at(5)}}
+    assert final["states"][1]["cursor"] == {"joined_group_at": at(5)}
 
 
-def test_a_parent_finished_before_is_read_again_only_after_its_newest_value():
-    """Its rows at that value were all delivered: an unchanged account sends nothing again."""
-    parent_cursor, _ = cursor({"states": [{"partition": {"list_id": "A"}, "cursor": {"joined_group_at": at(3)}}]})
-    assert parent_cursor.resume_point("A") == ResumePoint(NOW - timedelta(days=3), after=True)
+def test_a_parent_finished_before_is_read_again_from_its_newest_value_less_the_children_delivered_at_it():
+    """An unchanged parent sends nothing again, and a member Klaviyo shows a moment late in that same second is
+    still read (a `greater-than` filter would lose it)."""
+    entry = {"partition": {"list_id": "A"}, "cursor": {"joined_group_at": at(3)}, KEYS_AT_CURSOR: ["p1", "p2"]}
+    parent_cursor, _ = cursor({"states": [entry]})
+    assert parent_cursor.resume_point("A") == ResumePoint(NOW - timedelta(days=3), skip=frozenset({"p1", "p2"}))
     bounded, _ = cursor(
-        {"states": [{"partition": {"list_id": "A"}, "cursor": {"joined_group_at": at(30)}}]},
-        start_date=NOW - timedelta(days=10),
+        {"states": [{**entry, "cursor": {"joined_group_at": at(30)}}]}, start_date=NOW - timedelta(days=10)
     )
-    assert bounded.resume_point("A") == ResumePoint(NOW - timedelta(days=10)), "start_date is included"
+    assert bounded.resume_point("A") == ResumePoint(NOW - timedelta(days=10)), "start_date is read whole"
+
+
+def test_a_second_with_more_children_than_are_kept_is_read_again_whole(monkeypatch):
+    """A bulk import puts thousands of members in one second: their keys are not kept, and the next sync sends
+    them again (duplicates, never a loss)."""
+    monkeypatch.setattr(state_module, "MAX_KEYS_AT_CURSOR", 3)
+    parent_cursor, _ = cursor()
+    read(parent_cursor, "A", [at(5), at(4), at(4)], [at(4), at(4)])
+    (entry,) = parent_cursor.state["states"]
+    assert entry == {"partition": {"list_id": "A"}, "cursor": {"joined_group_at": at(4)}}
 
 
 def test_a_parent_whose_state_lies_at_or_after_now_is_not_read():

@@ -119,9 +119,11 @@ def render(
     base: str,
     extra_attributes: Mapping[str, Any] = {},
     included: Collection[str] = (),
+    linkage: bool = True,
 ) -> dict[str, Any]:
     """One resource object: type, id, attributes, relationships and links. `included` names the
-    relationships the request includes, whose linkage is then always sent."""
+    relationships the request includes, whose linkage is then sent; with `linkage` False (a server that
+    leaves it out) to-many relationships come as links only."""
     retired = record.extra.get("retired") if revision == RETIRED else None
     attributes = dict(retired if retired is not None else record.attributes)
     for name in NOT_IN_RETIRED.get(collection, ()) if revision == RETIRED else ():
@@ -140,7 +142,7 @@ def render(
     if relationships:
         rendered = {}
         for name, related_type in relationships.items():
-            relationship = _relationship(name, related_type, record, self_link, revision, name in included)
+            relationship = _relationship(name, related_type, record, self_link, revision, name in included, linkage)
             if relationship is not None:
                 rendered[name] = relationship
         resource["relationships"] = rendered
@@ -148,7 +150,7 @@ def render(
 
 
 def _relationship(
-    name: str, related_type: str, record: Record, self_link: str, revision: str, included: bool
+    name: str, related_type: str, record: Record, self_link: str, revision: str, included: bool, linkage: bool
 ) -> dict[str, Any] | None:
     links = {"self": f"{self_link}relationships/{name}/", "related": f"{self_link}{name}/"}
     ids = record.relationships.get(name, [])
@@ -157,7 +159,7 @@ def _relationship(
             return {"data": {"type": related_type, "id": ids[0]}, "links": links}
         # Nothing to link (an unassigned coupon code's profile): 2023-10-15 would need `data`.
         return None if revision == RETIRED else {"links": links}
-    if revision == CURRENT and not included and name not in LINKAGE_ALWAYS:
+    if not linkage or (revision == CURRENT and not included and name not in LINKAGE_ALWAYS):
         return {"links": links}
     return {"data": [{"type": related_type, "id": related_id} for related_id in ids], "links": links}
 

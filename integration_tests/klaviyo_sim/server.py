@@ -127,6 +127,7 @@ class Faults:
     competing_share: float = 0.0  # share of every window another client of the account uses
     v1_gone: bool = False  # /api/v1/campaigns answers 410 Gone, as the live API does
     break_after: int = 0  # after this many API requests every request fails with a 400 (0: never)
+    linkage_omitted: bool = False  # to-many relationships come as links only, even when included
     fault_seed: int = 7  # faults are drawn from this, so a run repeats
 
     def update(self, changes: dict[str, Any]) -> None:
@@ -432,7 +433,8 @@ class Simulator:
             if name == "profiles" and wanted:
                 extras.update(resources.profile_extras(record, wanted, revision))
             records.append(record)
-            data.append(resources.render(name, record, revision, base, extras, include))
+            linkage = not self.faults.linkage_omitted
+            data.append(resources.render(name, record, revision, base, extras, include, linkage))
         links = {"self": f"{base}{path}" + (f"?{urlencode(params)}" if params else "")}
         # A revision without page[cursor] on the operation cannot follow a next link: one page only.
         if operation.pageable and end < len(chosen):

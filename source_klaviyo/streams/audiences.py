@@ -43,6 +43,7 @@ class Memberships(ChildStream):
     """
 
     cursor_field = "joined_group_at"
+    child_key = "profile_id"
     generated_schema = False
     parent_endpoint: ClassVar[str]
 

@@ -155,7 +155,13 @@ class KlaviyoStream(HttpStream, ABC):
         next_page_token: Mapping[str, Any] | None = None,
     ) -> str:
         # links.next is a full URL that already carries every parameter of the query.
-        return next_page_token["next"] if next_page_token else self._endpoint.path(self._config.revision)
+        if next_page_token:
+            return str(next_page_token["next"])
+        return self._endpoint.path(self._config.revision, self.parent_in_path(stream_slice))
+
+    def parent_in_path(self, stream_slice: Mapping[str, Any] | None) -> str | None:
+        """The parent whose children the request asks for (`flows/{id}/flow-actions`); None: not a child endpoint."""
+        return None
 
     def request_headers(
         self,

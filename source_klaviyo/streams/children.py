@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
+from itertools import takewhile
 from typing import Any, ClassVar
 
 from airbyte_cdk.models import SyncMode
@@ -21,7 +23,7 @@ from airbyte_cdk.sources.streams.concurrent.partitions.partition_generator impor
 from airbyte_cdk.sources.streams.http.error_handlers import ErrorResolution, ResponseAction
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from source_klaviyo.clock import format_klaviyo_datetime
+from source_klaviyo.clock import format_klaviyo_datetime, parse_klaviyo_datetime
 from source_klaviyo.incoming_state import Resumes
 from source_klaviyo.parents import ParentPlanner
 from source_klaviyo.planning import PARENT, ParentPage, ResumePoint
@@ -30,14 +32,13 @@ from source_klaviyo.streams.base import KlaviyoStream, archived_filter
 
 # The parent id a probe asks for: a key without the scope gets 403, any other key 404 (no such parent).
 PROBE_PARENT = "probe"
-# In a parent's slice: read only what is newer than its start (the parent was finished by an earlier sync).
-AFTER = "after"
 
 
 class ChildStream(KlaviyoStream, ABC):
     """One parent's children per partition; incremental per parent on `cursor_field` when it is set."""
 
     parent_field: ClassVar[str]  # the record field naming the parent, e.g. "flow_id"
+    child_key: ClassVar[str] = "id"  # the record field telling one child of a parent from another
     cursor_field: ClassVar[str] = ""  # filtered and sorted by Klaviyo, one value per parent ("": none)
     resumes_full_refresh = True
 
@@ -71,25 +72,15 @@ class ChildStream(KlaviyoStream, ABC):
     def extra_params(self) -> Mapping[str, Any]:
         return {"sort": self.cursor_field} if self.cursor_field else {}
 
-    def path(
-        self,
-        *,
-        stream_state: Mapping[str, Any] | None = None,
-        stream_slice: Mapping[str, Any] | None = None,
-        next_page_token: Mapping[str, Any] | None = None,
-    ) -> str:
-        if next_page_token:
-            next_url: str = next_page_token["next"]
-            return next_url
-        return self._endpoint.path(self._config.revision, (stream_slice or {}).get(PARENT, PROBE_PARENT))
+    def parent_in_path(self, stream_slice: Mapping[str, Any] | None) -> str | None:
+        return str((stream_slice or {}).get(PARENT, PROBE_PARENT))
 
     def window_filters(self, stream_slice: Mapping[str, Any] | None) -> list[str]:
-        """From the parent's resume point (only what is newer, for a parent an earlier sync finished) up to the
-        command's now, as windowed streams are bounded."""
+        """From the parent's resume point (inclusive) up to the command's now, as windowed streams are bounded."""
         if not self.cursor_field:
             return []
-        since, after = (stream_slice or {}).get(SLICE_START), (stream_slice or {}).get(AFTER)
-        lower = [f"{'greater-than' if after else 'greater-or-equal'}({self.cursor_field},{since})"] if since else []
+        since = (stream_slice or {}).get(SLICE_START)
+        lower = [f"greater-or-equal({self.cursor_field},{since})"] if since else []
         return [*lower, f"less-than({self.cursor_field},{format_klaviyo_datetime(self._now)})"]
 
     def probe_request(self) -> Mapping[str, Any] | None:
@@ -106,11 +97,12 @@ class ChildStream(KlaviyoStream, ABC):
     def read_parent(self, parent_id: str, start: ResumePoint) -> Iterator[ParentPage]:
         """The parent's children (changed since `start.since`, when given), each naming its parent, a page at a time.
 
-        A read resumed at `start.next_page` whose link Klaviyo no longer takes (it fails or finds nothing) starts
-        the parent again from `start.since`, with a warning: a parent really deleted answers 404 there too.
+        The children at `start.since` an earlier sync delivered (`start.skip`) are left out. A read resumed at
+        `start.next_page` whose link Klaviyo no longer takes (it fails or finds nothing) starts the parent again
+        from `start.since`, with a warning: a parent really deleted answers 404 there too.
         """
         since = format_klaviyo_datetime(start.since) if start.since else None
-        stream_slice = {PARENT: parent_id, SLICE_START: since, AFTER: start.after}
+        stream_slice = {PARENT: parent_id, SLICE_START: since}
         token: Mapping[str, Any] | None = {"next": self.url_base + start.next_page} if start.next_page else None
         saved_link = token is not None  # the request about to go out follows the link an earlier sync saved
         while True:
@@ -135,14 +127,34 @@ class ChildStream(KlaviyoStream, ABC):
             records = list(self.parse_response(response, stream_slice=stream_slice))
             for record in records:
                 record[self.parent_field] = parent_id
+            if start.skip:
+                records = [record for record in records if not self._delivered(record, start)]
             token = self.next_page_token(response)
-            yield ParentPage(records, token["next"][len(self.url_base) :] if token else "")
+            yield ParentPage(records, token["next"][len(self.url_base) :] if token else "", *self._newest(records))
             if not token:
                 return
 
+    def _delivered(self, record: Mapping[str, Any], start: ResumePoint) -> bool:
+        """Whether an earlier sync delivered the child: one of its children at the parent's newest value."""
+        value = record.get(self.cursor_field)
+        return (
+            str(record.get(self.child_key)) in start.skip
+            and bool(value)
+            and parse_klaviyo_datetime(value) == start.since
+        )
+
+    def _newest(self, records: Sequence[Mapping[str, Any]]) -> tuple[datetime | None, tuple[str, ...]]:
+        """The page's newest cursor value and the keys of its children at it (the page is sorted by the cursor)."""
+        newest = records[-1].get(self.cursor_field) if self.cursor_field and records else None
+        if not newest:
+            return None, ()
+        tail = takewhile(lambda record: record.get(self.cursor_field) == newest, reversed(records))
+        return parse_klaviyo_datetime(newest), tuple(str(record.get(self.child_key)) for record in tail)
+
 
 class ParentCollection(KlaviyoStream):
-    """The records of a parent collection (each of `partitions`, a list of filters), read only for their ids.
+    """The records of a parent collection (each of `partitions`, a list of filters), read only for their ids;
+    `parent_id` names the parent of a collection of children (`flows/{id}/flow-actions`).
 
     It carries its child's name, so an error while reading parents names the stream the user selected.
     """
@@ -154,13 +166,18 @@ class ParentCollection(KlaviyoStream):
         partitions: Sequence[Sequence[str]] = ((),),
         included: tuple[str, ...] = (),
         relationships: Mapping[str, str] | None = None,
+        parent_id: str | None = None,
     ) -> None:
         self.name = child.name
         self.endpoint_name = endpoint_name
         self.included = included
         self.relationships = relationships or {}
         self._partitions = partitions
+        self._parent_id = parent_id
         super().__init__(child.context)
+
+    def parent_in_path(self, stream_slice: Mapping[str, Any] | None) -> str | None:
+        return self._parent_id
 
     def stream_slices(self, **kwargs: Any) -> Iterable[Mapping[str, Any] | None]:
         for filters in self._partitions:

@@ -35,7 +35,9 @@ class FlowMessages(ChildStream):
     """The messages of every flow action; incremental on `updated` per action.
 
     The actions come from the flows' own listing (include=flow-actions): a few
-    requests for every flow, rather than one per flow at Klaviyo's 60 a minute.
+    requests for every flow, rather than one per flow at Klaviyo's 60 a minute. A
+    flow the listing gives no linkage for (a server may leave it out) has its actions
+    read from /api/flows/{id}/flow-actions, so missing linkage cannot empty the stream.
     """
 
     name = "flow_messages"
@@ -48,4 +50,21 @@ class FlowMessages(ChildStream):
         flows = ParentCollection(
             self, "flows", archived_and_not(), ("flow-actions",), {"flow-actions": "flow_action_ids"}
         )
-        return flows.ids("flow_action_ids")
+        seen: dict[str, None] = {}
+        read = 0
+        for flow in flows.all_records():
+            read += 1
+            linked = flow.get("flow_action_ids")
+            actions = linked if isinstance(linked, list) else self._actions_of(flow["id"])
+            for action in actions:
+                if action not in seen:
+                    seen[action] = None
+                    yield action
+        if read and not seen:
+            self.logger.warning(
+                f"Stream {self.name} found no flow actions in the {read} flows it read, so it has no messages to read."
+            )
+
+    def _actions_of(self, flow_id: str) -> Iterator[str]:
+        """The ids of a flow's actions, from the flow's own actions endpoint."""
+        return ParentCollection(self, FlowActions.endpoint_name, parent_id=flow_id).ids()
