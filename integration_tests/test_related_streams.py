@@ -15,8 +15,8 @@ from integration_tests.connector_cli import (
     discovered_catalog,
     run_connector,
 )
-from integration_tests.expectations import all_history_ids, key
-from integration_tests.klaviyo_sim import FULL_ACCESS_KEY, Dataset, Faults, Simulator, Sizes
+from integration_tests.expectations import all_history_config, all_history_ids, key
+from integration_tests.klaviyo_sim import FULL_ACCESS_KEY, Dataset, Faults, Simulator, Sizes, key_without
 from integration_tests.klaviyo_sim.data import DAY, iso
 from source_klaviyo.clock import NOW_VARIABLE
 
@@ -217,3 +217,22 @@ def test_per_parent_reads_end_at_the_commands_now_as_windowed_reads_do(sim, tmp_
     assert {key("list_memberships", record) for record in run.records("list_memberships")} == members
     assert members, "some members joined before the pinned now"
     assert all(record["updated"] < iso(pinned) for record in run.records("flow_actions"))
+
+
+def test_a_key_without_some_scopes_reads_what_it_can_in_full_then_ends_with_one_error_naming_them(sim, tmp_path):
+    """Without `tags:read`: campaigns and lists are read whole but for their tag ids (one warning says so); the
+    tags stream, which needs that scope itself, is not read, and the sync ends with one config error naming it."""
+    config = all_history_config(sim.dataset, sim.url)
+    catalog = configured_catalog(discovered_catalog(tmp_path, config), ["campaigns_email", "lists", "tags"])
+    run = run_connector("read", tmp_path, config={**config, "api_key": key_without("tags:read")}, catalog=catalog)
+
+    expected = all_history_ids(sim.dataset)
+    for stream in ("campaigns_email", "lists"):
+        assert {key(stream, row) for row in run.records(stream)} == expected[stream], stream
+        assert not any("tag_ids" in row for row in run.records(stream)), stream
+    assert not run.records("tags")
+    (error,) = run.errors()
+    assert run.returncode == 1 and error["failure_type"] == "config_error"
+    assert "tags needs `tags:read`" in error["message"] and "lists" not in error["message"]
+    warnings = [m["log"]["message"] for m in run.of_type("LOG") if "lacks `tags:read`" in m["log"]["message"]]
+    assert len(warnings) == 1 and "lists without tag_ids" in warnings[0]

@@ -156,6 +156,17 @@ def test_paths_must_be_written_as_the_revision_writes_them(klaviyo_sim):
     assert get(klaviyo_sim, "lists", revision="2024-02-15").status_code == 400
 
 
+def test_a_key_needs_the_scope_of_every_resource_it_includes(klaviyo_sim):
+    """Klaviyo's relationships guide: a key needs read access to the endpoint and to each included resource (the
+    scopes of the resource's own GET endpoint in the spec)."""
+    limited = key_without("tags:read")
+    channel = {"filter": "equals(messages.channel,'email')"}
+    assert get(klaviyo_sim, "campaigns", channel, key=limited).status_code == 200
+    refused = get(klaviyo_sim, "campaigns", {**channel, "include": "tags"}, key=limited)
+    assert refused.status_code == 403 and "tags:read" in refused.json()["errors"][0]["detail"]
+    assert get(klaviyo_sim, "campaigns", {**channel, "include": "tags"}).status_code == 200
+
+
 def test_a_wrong_key_gets_401_and_a_key_without_a_scope_gets_403_on_that_endpoint_only(klaviyo_sim):
     assert get(klaviyo_sim, "lists", key="pk_wrong").status_code == 401
     limited = key_without("lists:read")

@@ -117,6 +117,17 @@ ENDPOINTS: Mapping[str, Mapping[str, Endpoint]] = {
 }
 
 
+# include= name -> the endpoint whose scopes a key needs to include that resource: Klaviyo's relationships guide
+# says a key needs read access to the endpoint and to every resource it includes. (No endpoint of its own lists
+# event attributions, so they need no scope beyond events.)
+INCLUDE_ENDPOINTS: Mapping[str, str] = {
+    "tags": "tags",
+    "tag-group": "tag-groups",
+    "metric": "metrics",
+    "flow-actions": "flows",
+    "campaign-messages": "campaigns",
+}
+
 # The retired v1 campaigns API (GET /api/v1/campaigns): no spec of ours lists it; it answered
 # 100 campaigns a page, and these limits keep well under what it allowed.
 V1_CAMPAIGNS = Endpoint("v1/campaigns", ("campaigns:read",), 10, 150, 100)

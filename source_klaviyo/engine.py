@@ -8,11 +8,11 @@ CDK's own facade over the stream's slices. `failures_last` ends a read with one 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from queue import Queue
 
-from airbyte_cdk.models import AirbyteErrorTraceMessage, AirbyteMessage, Type
+from airbyte_cdk.models import AirbyteErrorTraceMessage, AirbyteMessage, AirbyteStream, AirbyteStreamStatus, Type
 from airbyte_cdk.sources.concurrent_source.concurrent_source import ConcurrentSource
 from airbyte_cdk.sources.concurrent_source.concurrent_source_adapter import ConcurrentSourceAdapter
 from airbyte_cdk.sources.concurrent_source.thread_pool_manager import ThreadPoolManager
@@ -26,6 +26,7 @@ from airbyte_cdk.sources.streams.concurrent.helpers import get_cursor_field_from
 from airbyte_cdk.sources.streams.concurrent.partitions.types import QueueItem
 from airbyte_cdk.sources.utils.slice_logger import SliceLogger
 from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets
+from airbyte_cdk.utils.stream_status_utils import as_airbyte_message as stream_status_as_airbyte_message
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_klaviyo.errors import StreamFailed
@@ -80,13 +81,19 @@ def concurrent_stream(
     return StreamFacade(default, stream, kept, slice_logger=source._slice_logger, logger=logger)
 
 
-def failures_last(messages: Iterator[AirbyteMessage]) -> Iterator[AirbyteMessage]:
+def failures_last(
+    messages: Iterator[AirbyteMessage],
+    blocked: Sequence[AirbyteStream] = (),
+    blocked_error: AirbyteTracedException | None = None,
+) -> Iterator[AirbyteMessage]:
     """The read's messages, with each failed stream's error held back to the end and sent once.
 
     The CDK sends an error per failed partition as it happens, then raises a combined
     config error. Here every record and state that completed goes out first; then
     one error per failed stream (the first it raised, its secrets masked), the last
-    raised so the command exits non-zero.
+    raised so the command exits non-zero. The streams the key could not read
+    (`blocked`) end INCOMPLETE, and `blocked_error`, which names the scopes they
+    need, is the read's last error.
     """
     failed: dict[str, AirbyteMessage] = {}
     try:
@@ -101,6 +108,11 @@ def failures_last(messages: Iterator[AirbyteMessage]) -> Iterator[AirbyteMessage
     except AirbyteTracedException:
         if not failed:
             raise  # not the CDK's summary of failed streams: a failure of the read itself
+    for stream in blocked:
+        yield stream_status_as_airbyte_message(stream, AirbyteStreamStatus.INCOMPLETE)
+    if blocked_error is not None:
+        yield from failed.values()
+        raise blocked_error
     if failed:
         *first, last = failed.values()
         yield from first

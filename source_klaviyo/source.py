@@ -42,7 +42,7 @@ from source_klaviyo.catalog import checked_catalog, offered
 from source_klaviyo.clock import Clock, clock_from_environment, command_now
 from source_klaviyo.config import DEFAULT_NUM_WORKERS, KlaviyoConfig, in_current_form, parse_config
 from source_klaviyo.engine import QUEUE_SIZE, concurrent_source, concurrent_stream, failures_last
-from source_klaviyo.errors import key_rejected_message
+from source_klaviyo.errors import config_error, key_rejected_message
 from source_klaviyo.incoming_state import resumable
 from source_klaviyo.planning import ReadSlots
 from source_klaviyo.preflight import Access, preflight
@@ -134,6 +134,7 @@ class SourceKlaviyo(ConcurrentSourceAdapter):
         if not access.readable:
             return False, access.problem()
         problems = [access.problem()] if access.unreadable else []
+        problems += [access.include_problem()] if access.missing_includes else []
         problems += [account.reports_left_out()] if account.reports_left_out() else []
         if any(stream.needs_report_context for stream in streams) and account.timezone_unreadable():
             problems.append(account.timezone_unreadable())
@@ -171,7 +172,11 @@ class SourceKlaviyo(ConcurrentSourceAdapter):
         selected = [stream for stream in self._klaviyo_streams(settings) if stream.name in configured]
         rules = {stream.name: rule for stream in selected if (rule := stream.resumes())}
         self._state = resumable(state or [], rules, self._now)
-        preflight(selected, settings.num_workers)
+        access = preflight(selected, settings.num_workers)
+        if access.missing_includes:
+            logger.warning(access.include_problem())
+            choices = replace(choices, unreadable_includes=frozenset(access.missing_includes))
+        selected = [stream for stream in selected if stream.name not in access.unreadable]
         if settings.event_metrics and any(stream.reads_event_metrics for stream in selected):
             choices = replace(choices, event_metric_ids=account.event_metric_ids())
         reports = [type(stream) for stream in selected if stream.needs_report_context]
@@ -179,7 +184,11 @@ class SourceKlaviyo(ConcurrentSourceAdapter):
             choices = replace(choices, reports=account.report_context(reports))
         self._context = replace(self._context, choices=choices, slots=ReadSlots(settings.num_workers))
         self._concurrent_source = self._engine(settings.num_workers, planners=len(selected))
-        yield from failures_last(super().read(logger, config, catalog, self._state))
+        readable = [stream for stream in catalog.streams if stream.stream.name not in access.unreadable]
+        blocked = [stream.stream for stream in catalog.streams if stream.stream.name in access.unreadable]
+        messages = super().read(logger, config, ConfiguredAirbyteCatalog(streams=readable), self._state)
+        ending = config_error(f"{access.problem()} Every other selected stream was read.") if blocked else None
+        yield from failures_last(messages, blocked, ending)
 
     def _klaviyo_streams(self, config: KlaviyoConfig) -> list[KlaviyoStream]:
         """Every stream the config can run, built complete from the command's context."""

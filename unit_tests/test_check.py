@@ -22,8 +22,9 @@ ENDPOINT_NAMES = sorted(
 V1_URL = "https://a.klaviyo.com/api/v1/campaigns"
 # Without their settings, events_custom_dates, metric_aggregates and campaigns_v1 are not offered, nor probed;
 # an account without a "Placed Order" metric (the metrics list is empty here) is offered no campaign or flow
-# reports. Besides one probe per stream offered: the metrics (a probe and a page) and the account.
-PROBED = len(STREAM_CLASSES) - 3 - 3 + 3
+# reports. Besides one probe per stream offered: the metrics (a probe and a page), the account, and the scopes of
+# what streams include (tags for campaigns, flows, lists and segments; the metric for events).
+PROBED = len(STREAM_CLASSES) - 3 - 3 + 3 + 2
 V1 = config(legacy_v1_campaigns=True)
 
 
@@ -93,6 +94,20 @@ def test_missing_scopes_pass_with_a_warning_naming_the_streams_and_scopes(api, t
     assert "campaigns_email, campaigns_push, campaigns_sms need `campaigns:read`" in status.message
     assert "flows needs `flows:read`" in status.message
     assert any("flows needs `flows:read`" in log.log.message for log in output.logs if log.log.level.name == "WARN")
+
+
+def test_a_key_without_tags_read_is_told_which_streams_read_without_tag_ids_not_that_they_lack_their_own_scope(
+    api, tmp_path
+):
+    """Klaviyo's relationship guide: a key needs read access to the endpoint and to each resource it includes."""
+    answer_every_endpoint(api, {"tags": 403, "tag-groups": 403})
+    status = status_of(run_check(tmp_path, config()))
+
+    assert status.status == Status.SUCCEEDED
+    assert "lacks `tags:read`" in status.message
+    for stream in ("campaigns_email", "flows", "lists", "segments"):
+        assert f"{stream} without tag_ids" in status.message, stream
+    assert "campaigns:read" not in status.message and "lists:read" not in status.message
 
 
 def test_a_key_that_can_read_no_stream_fails(api, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer, FailureType, SyncMode
@@ -57,8 +58,9 @@ def test_a_rejected_key_fails_the_read_once_before_any_data_moves(api):
     assert_key_absent(output)
 
 
-def test_a_missing_scope_names_the_streams_and_scopes_and_reads_nothing(api):
-    serve_probe(api, "templates")
+def test_a_missing_scope_lets_the_readable_streams_read_then_ends_with_one_error_naming_scopes_and_streams(api):
+    """Least-privilege keys are good practice: what the key can read is read in full, the rest named at the end."""
+    serve_templates(api, [{"json": {"data": [sample("templates", 1, "2026-11-01T00:00:00+00:00")], "links": {}}}])
     serve_probe(api, "lists", status=403)
     serve_probe(api, "segments", status=403)
     output = run_read(
@@ -67,14 +69,36 @@ def test_a_missing_scope_names_the_streams_and_scopes_and_reads_nothing(api):
         expect_failure=True,
     )
 
-    assert not output.records
+    assert [record.record.stream for record in output.records] == ["templates"]
     (error,) = output.errors
     assert error.trace.error.failure_type == FailureType.config_error
     message = error.trace.error.message
     assert "lists need" in message or "lists needs" in message
     assert "`lists:read`" in message and "`segments:read`" in message and "templates" not in message
-    assert not data_calls(api), "no data request before access is confirmed"
+    assert {urlsplit(call.url).path for call in data_calls(api)} == {"/api/templates"}, "no blocked stream is read"
+    statuses = {
+        message.trace.stream_status.stream_descriptor.name: message.trace.stream_status.status.value
+        for message in output.trace_messages
+        if message.trace.stream_status
+    }
+    assert statuses["lists"] == statuses["segments"] == "INCOMPLETE" and statuses["templates"] == "COMPLETE"
     assert_key_absent(output)
+
+
+def test_without_tags_read_campaigns_are_read_without_asking_for_their_tags_and_one_warning_names_the_scope(api):
+    campaign = {**sample("campaigns", 1, UPDATED), "relationships": {"tags": {"links": {}}}}
+    api.get(url("campaigns"), json={"data": [campaign], "links": {}})
+    api.get(url("tags"), status_code=403, json=error_body(403))
+    output = run_read(config(), {"campaigns_email": SyncMode.full_refresh})
+
+    records = [message.record.data for message in output.records]
+    assert records and not any("tag_ids" in record for record in records)
+    asked = [dict(parse_qsl(urlsplit(call.url).query)) for call in api.request_history if call.path == "/api/campaigns"]
+    assert asked and not any("include" in query for query in asked), "no request asks for what the key cannot read"
+    warnings = [
+        log.log.message for log in output.logs if log.log.level.name == "WARN" and "tags:read" in log.log.message
+    ]
+    assert len(warnings) == 1 and "campaigns_email without tag_ids" in warnings[0]
 
 
 def test_a_bad_request_quotes_klaviyos_detail_and_parameter(api):

@@ -339,6 +339,10 @@ class Simulator:
                 ),
             )
         missing = [scope for scope in operation.scopes if scope not in scopes]
+        # Klaviyo: a key needs read access to the endpoint and to each resource it includes.
+        missing += [
+            scope for scope in self._include_scopes(query, revision) if scope not in scopes and scope not in missing
+        ]
         if missing:
             detail = f"You do not have permission to perform this action. Missing scope: {', '.join(missing)}."
             return Answer(
@@ -507,6 +511,20 @@ class Simulator:
                 "filter",
             )
         return None
+
+    @staticmethod
+    def _include_scopes(query: list[tuple[str, str]], revision: str) -> list[str]:
+        """The scopes of the resources `include=` asks for: those of each one's own GET endpoint in the spec."""
+        scopes: list[str] = []
+        for name in dict(query).get("include", "").split(","):
+            collection = resources.INCLUDED_COLLECTION.get(name)
+            operation = (
+                request_contract(revision).operation("GET", resources.path_of(collection, revision))
+                if collection
+                else None
+            )
+            scopes += [scope for scope in (operation.scopes if operation else ()) if scope not in scopes]
+        return scopes
 
     def _included(self, records: list[Record], include: list[str], revision: str, base: str) -> list[dict]:
         """The related resources a request includes, each once, in the order they are first linked."""

@@ -32,7 +32,7 @@ from requests.auth import AuthBase
 
 from source_klaviyo.clock import format_klaviyo_datetime, parse_klaviyo_datetime
 from source_klaviyo.config import KlaviyoConfig
-from source_klaviyo.endpoints import DEFAULT_REVISION, Endpoint, endpoint
+from source_klaviyo.endpoints import DEFAULT_REVISION, INCLUDE_ENDPOINTS, Endpoint, endpoint
 from source_klaviyo.errors import CONNECT_TIMEOUT, MAX_RETRIES, KlaviyoErrorHandler, RetryAfterBackoff, json_body
 from source_klaviyo.incoming_state import Resumes
 from source_klaviyo.planning import slot
@@ -122,8 +122,21 @@ class KlaviyoStream(HttpStream, ABC):
         return self._endpoint.steady_per_minute
 
     def includes(self) -> tuple[str, ...]:
-        """What `include=` asks for in this revision."""
-        return self.included
+        """What `include=` asks for: the stream's includes, less those whose scope the key lacks."""
+        return tuple(name for name in self.included if name not in self.context.choices.unreadable_includes)
+
+    def include_scopes(self) -> dict[str, str]:
+        """The scope each include needs beyond the stream's own (`tags` needs `tags:read`), by include name."""
+        scopes = {}
+        for name in self.included:
+            facts = endpoint(self._config.revision, INCLUDE_ENDPOINTS[name]) if name in INCLUDE_ENDPOINTS else None
+            if facts is not None and not set(facts.scopes) <= set(self._endpoint.scopes):
+                scopes[name] = facts.scope
+        return scopes
+
+    def fields_from(self, include: str) -> list[str]:
+        """The record fields an include fills, which a read without it leaves out."""
+        return [field for relationship, field in self.relationships.items() if relationship == include]
 
     def authenticator(self, key: str) -> AuthBase:
         return TokenAuthenticator(token=key, auth_method="Klaviyo-API-Key")
@@ -367,10 +380,9 @@ class KlaviyoStream(HttpStream, ABC):
         return response.status_code
 
     def probe_request(self) -> Mapping[str, Any] | None:
-        """The cheapest request that shows whether the stream can be read: its first page, one record long."""
+        """The cheapest request that shows whether the key can read the stream's endpoint: its first page, one record
+        long, without includes (preflight.py asks for the scope of each include on its own)."""
         params = dict(self.extra_params())
-        if self.includes():
-            params["include"] = ",".join(self.includes())
         if self._endpoint.max_page_size:
             params["page[size]"] = 1
         if self.base_filters():

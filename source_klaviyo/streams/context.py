@@ -35,6 +35,7 @@ class ReadChoices:
     event_metric_ids: tuple[str | None, ...] = (None,)  # one events query per metric id; None: every metric
     incremental: frozenset[str] = frozenset()  # the streams read incrementally
     reports: ReportContext | None = None  # set when the read selects a report stream
+    unreadable_includes: frozenset[str] = frozenset()  # include= names whose scope the key lacks: not asked for
 
 
 @dataclass(frozen=True)

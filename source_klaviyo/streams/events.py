@@ -45,13 +45,17 @@ class Events(WindowedKlaviyoStream):
     def __init__(self, context: StreamContext) -> None:
         super().__init__(context)
         self.variants = context.choices.event_metric_ids
+        attributions = ("attributions",) if context.config.revision == DEFAULT_REVISION else ()
+        self.included = ("metric", *attributions)
 
     @property
     def lookback(self) -> timedelta | None:
         return timedelta(hours=self._config.event_lookback_hours)
 
-    def includes(self) -> tuple[str, ...]:
-        return ("metric", "attributions") if self._config.revision == DEFAULT_REVISION else ("metric",)
+    def fields_from(self, include: str) -> list[str]:
+        """The metric's name (its id comes with the event) and the ids of what the event is attributed to."""
+        named = [field for field, (relationship, _) in self.included_attributes.items() if relationship == include]
+        return named + (list(self.attributed) if include == "attributions" else [])
 
     def slice_filters(self, stream_slice: Mapping[str, Any] | None) -> list[str]:
         metric = (stream_slice or {}).get("variant")
