@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 from airbyte_cdk.models import SyncMode
+from airbyte_cdk.test.state_builder import StateBuilder
 
 from source_klaviyo.clock import format_klaviyo_datetime
 from unit_tests.klaviyo_mock import (
@@ -110,3 +111,28 @@ def test_membership_rows_name_the_list_the_profile_and_its_contact_and_nothing_m
     (members_request,) = [call for call in api.request_history if call.path == "/api/lists/l1/profiles"]
     assert members_request.qs["fields[profile]"] == ["email,phone_number,joined_group_at"]
     assert members_request.qs["sort"] == ["joined_group_at"]
+
+
+@pytest.mark.parametrize("refusal", [400, 404])
+def test_a_saved_next_page_link_klaviyo_no_longer_takes_reads_the_list_again_from_its_value(api, refusal):
+    """Klaviyo's page cursors are opaque and may expire: a sync resuming inside a list at its saved link reads the
+    list again from the list's value (inclusive) when Klaviyo refuses the link, with a warning; nothing is lost."""
+    member = {
+        "type": "profile",
+        "id": "P1",
+        "attributes": {"email": "ada@example.com", "phone_number": None, "joined_group_at": at(3)},
+        "links": {"self": "https://a.klaviyo.com/api/profiles/P1"},
+    }
+    serve_pages(api, "lists", [[resource("lists", "L1", {"name": "VIP", "updated": at(1)})]])
+    api.get("https://a.klaviyo.com/api/lists/L1/profiles", json={"data": [member], "links": {"self": "x"}})
+    stale = "api/lists/L1/profiles?page%5Bcursor%5D=stale"
+    api.get(f"https://a.klaviyo.com/{stale}", status_code=refusal, json=error_body(refusal, "Invalid page cursor"))
+    api.get("https://a.klaviyo.com/api/lists/probe/profiles", status_code=404, json=error_body(404))
+    entry = {"partition": {"list_id": "L1"}, "cursor": {"joined_group_at": at(5)}, "next_page": stale}
+    state = StateBuilder().with_stream_state("list_memberships", {"states": [entry]}).build()
+    output = run_read(config(), {"list_memberships": SyncMode.incremental}, state=state)
+
+    assert [message.record.data["profile_id"] for message in output.records] == ["P1"]
+    fresh = [call for call in api.request_history if call.path == "/api/lists/l1/profiles" and "filter" in call.qs]
+    assert fresh and "greater-or-equal(joined_group_at," in fresh[0].qs["filter"][0]
+    assert any("did not take the saved link" in log.log.message for log in output.logs)
