@@ -110,7 +110,15 @@ def install(queue: StoppingQueue) -> None:
     signals.setblocking(False)  # the C-level handler writes each caught signal's number here
     signal.set_wakeup_fd(signals.fileno(), warn_on_full_buffer=False)
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    # A forked child shares the socket: a SIGTERM sent to it (a pool ending its workers) would reach this
+    # process's watchdog and stop it. The child gets Python's own SIGTERM and no wakeup fd instead.
+    os.register_at_fork(after_in_child=_forget_in_child)
     threading.Thread(target=_watch, args=(wakeup, signals), name="sigterm-watchdog", daemon=True).start()
+
+
+def _forget_in_child() -> None:
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def stop_point() -> None:

@@ -3,6 +3,8 @@ no request or partition starts once the stop is set."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from unittest.mock import MagicMock
@@ -245,3 +247,29 @@ def test_a_request_waiting_for_its_window_does_not_start_after_the_stop():
 def test_planners_yield_no_partition_once_stopped(stopped):
     planner = WindowPlanner(FakeStream(lambda partition: iter([])), [Window(0, 86_400)], workers=2)
     assert list(planner.generate()) == []
+
+
+FORK_AND_TERMINATE = """
+import os, signal, time
+from source_klaviyo import shutdown
+shutdown.install(shutdown.StoppingQueue())
+ready, started = os.pipe()
+child = os.fork()
+if child == 0:
+    os.write(started, b"x")  # the fork is done, the child's own setup with it
+    time.sleep(30)
+    os._exit(0)
+os.read(ready, 1)
+os.kill(child, signal.SIGTERM)
+_, status = os.waitpid(child, 0)
+time.sleep(0.5)  # the watchdog would have seen a signal meant for this process by now
+print(os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM, shutdown.STOP.is_set())
+"""
+
+
+def test_a_sigterm_to_a_forked_child_does_not_stop_the_process_that_forked_it():
+    """Fork shares the signal socket: a pool ending its workers with SIGTERM once stopped the process that had
+    started them (a test process calling run() in-process; it then exited with 143). Run apart, for that reason."""
+    finished = subprocess.run([sys.executable, "-c", FORK_AND_TERMINATE], capture_output=True, text=True, timeout=60)
+    assert finished.returncode == 0, (finished.returncode, finished.stdout, finished.stderr[-500:])
+    assert finished.stdout.split() == ["True", "False"], "the child ends by Python's default; nothing stops here"
