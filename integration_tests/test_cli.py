@@ -155,14 +155,17 @@ def test_incremental_read_then_a_second_read_returns_only_newer_records(klaviyo_
         assert any(iso(r.times["updated"]) > cursor for r in dataset.collection(stream)), "the hold-back hid changes"
 
 
-def test_read_stops_before_any_data_when_the_key_lacks_a_selected_streams_scope(klaviyo_sim, tmp_path):
+def test_a_key_lacking_a_selected_streams_scope_reads_the_others_then_ends_with_one_error_naming_it(
+    klaviyo_sim, tmp_path
+):
     catalog = configured_catalog(discover(klaviyo_sim, tmp_path), ["lists", "metrics"])
     run = run_connector(
         "read", tmp_path, config=sim_config(klaviyo_sim, key=key_without("lists:read")), catalog=catalog
     )
 
     assert run.returncode == 1
-    assert not run.records()
+    assert {record["id"] for record in run.records("metrics")} == {m.id for m in klaviyo_sim.dataset.metrics}
+    assert not run.records("lists")
     (error,) = run.errors()
     assert error["failure_type"] == "config_error" and "lists needs `lists:read`" in error["message"]
 
