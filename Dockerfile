@@ -1,4 +1,4 @@
-# The connector image: `docker run airbyte/source-klaviyo spec|check|discover|read ...`.
+# The connector image: `docker run klaviyo-complete/source-klaviyo-complete spec|check|discover|read ...`.
 #
 # BASE_IMAGE defaults to Airbyte's Python connector base (Python 3.11), pinned by tag and by the
 # digest Airbyte's own Python connectors pin, so a public build is reproducible. Builds that
@@ -20,8 +20,8 @@ RUN python3 -m venv /opt/venv \
 ENV PATH="/opt/venv/bin:${PATH}" \
     AIRBYTE_ENTRYPOINT="/opt/venv/bin/source-klaviyo"
 
-LABEL io.airbyte.name="airbyte/source-klaviyo" \
-      io.airbyte.version="0.2.0"
+LABEL io.airbyte.name="klaviyo-complete/source-klaviyo-complete" \
+      io.airbyte.version="0.3.0"
 
 # uid 1000: Airbyte's base image names it airbyte; the line above creates it where a base lacks it.
 USER 1000

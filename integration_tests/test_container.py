@@ -24,7 +24,7 @@ from integration_tests.klaviyo_sim import FULL_ACCESS_KEY, Dataset, Faults, Simu
 from source_klaviyo.clock import NOW_VARIABLE
 
 ROOT = Path(__file__).resolve().parents[1]
-TAG = "airbyte/source-klaviyo:test"
+TAG = "klaviyo-complete/source-klaviyo-complete:test"
 pytestmark = pytest.mark.ci_required
 # Profiles enough that a read at 200 ms an answer is still under way when it is stopped.
 SLOW_READ = Sizes(campaigns=1, templates=1, lists=1, segments=1, flows=1, profiles=20_000, events=10)

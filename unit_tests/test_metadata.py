@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import yaml
+
+from source_klaviyo.streams import STREAM_CLASSES
 
 ROOT = Path(__file__).resolve().parents[1]
 METADATA = yaml.safe_load((ROOT / "metadata.yaml").read_text())
@@ -38,16 +42,71 @@ def test_metadata_has_every_field_airbyte_requires_with_allowed_values():
     for field, values in ALLOWED.items():
         assert DATA[field] in values, field
     assert uuid.UUID(DATA["definitionId"]).version == 4
-    assert DATA["connectorType"] == "source" and DATA["dockerRepository"] == "airbyte/source-klaviyo"
+    assert DATA["connectorType"] == "source"
     assert DATA["allowedHosts"]["hosts"] == ["a.klaviyo.com"]
     assert all(isinstance(tag, str) for tag in DATA["tags"])
 
 
-def test_the_image_tag_is_the_package_version_and_the_base_image_is_the_dockerfiles():
-    (version,) = re.findall(r'^version = "([^"]+)"$', (ROOT / "pyproject.toml").read_text(), flags=re.M)
-    assert DATA["dockerImageTag"] == version
+# Airbyte's official Klaviyo connector: this one must not be taken for it.
+OFFICIAL = {
+    "definitionId": "95e8cffd-b8c4-4039-968e-d32fb4a69bde",
+    "dockerRepository": "airbyte/source-klaviyo",
+    "documentationUrl": "https://docs.airbyte.com/integrations/sources/klaviyo",
+    "packageName": "airbyte-source-klaviyo",
+}
+DEFINITION_ID = "3067fa89-9329-41b0-8401-d36dc38f866d"  # this connector's, kept from 0.1.0 on
+
+
+def versions() -> dict[str, str]:
+    """The version each place states: the package, the image tag, the image label, the newest changelog entry."""
+    (package,) = re.findall(r'^version = "([^"]+)"$', (ROOT / "pyproject.toml").read_text(), flags=re.M)
+    (label,) = re.findall(r'io\.airbyte\.version="([^"]+)"', (ROOT / "Dockerfile").read_text())
+    changelog = re.findall(
+        r"^## (\d+\.\d+\.\d+) \(\d{4}-\d{2}-\d{2}\)$", (ROOT / "CHANGELOG.md").read_text(), flags=re.M
+    )
+    return {"pyproject": package, "metadata": DATA["dockerImageTag"], "label": label, "changelog": changelog[0]}
+
+
+def test_the_package_image_tag_image_label_and_newest_changelog_entry_state_one_version():
+    found = versions()
+    assert len(set(found.values())) == 1, found
+    assert re.fullmatch(r"\d+\.\d+\.\d+", found["pyproject"]), "semantic versioning"
+
+
+def test_every_version_has_a_changelog_entry_newest_first():
+    entries = re.findall(r"^## (\d+)\.(\d+)\.(\d+) ", (ROOT / "CHANGELOG.md").read_text(), flags=re.M)
+    numbers = [tuple(map(int, entry)) for entry in entries]
+    assert numbers == sorted(numbers, reverse=True) and len(numbers) == len(set(numbers)), numbers
+
+
+def test_the_connector_has_an_identity_of_its_own_not_the_official_connectors():
+    ours = {
+        "definitionId": DATA["definitionId"],
+        "dockerRepository": DATA["dockerRepository"],
+        "documentationUrl": DATA["documentationUrl"],
+        "packageName": DATA["remoteRegistries"]["pypi"]["packageName"],
+    }
+    assert not {key for key, value in ours.items() if value == OFFICIAL[key]}, ours
+    assert DATA["definitionId"] == DEFINITION_ID, "the definitionId is kept: a new one makes a new connector"
+    (name,) = re.findall(r'^name = "([^"]+)"$', (ROOT / "pyproject.toml").read_text(), flags=re.M)
+    assert name == ours["packageName"]
+    assert f'io.airbyte.name="{DATA["dockerRepository"]}"' in (ROOT / "Dockerfile").read_text()
+    spec = json.loads((ROOT / "source_klaviyo" / "spec.json").read_text())
+    assert spec["documentationUrl"] == DATA["documentationUrl"]
+
+
+def test_the_icon_the_metadata_names_is_an_svg_in_the_repository():
+    icon = ROOT / DATA["icon"]
+    assert icon.exists() and ET.parse(icon).getroot().tag.endswith("svg")
+
+
+def test_suggested_streams_are_streams_of_the_connector():
+    names = {cls.name for cls in STREAM_CLASSES}
+    assert set(DATA["suggestedStreams"]["streams"]) <= names
+
+
+def test_the_base_image_is_the_dockerfiles_pinned_by_digest():
     dockerfile = (ROOT / "Dockerfile").read_text()
     (base,) = re.findall(r"^ARG BASE_IMAGE=(\S+)$", dockerfile, flags=re.M)
     assert DATA["connectorBuildOptions"]["baseImage"] == base
     assert re.search(r"@sha256:[0-9a-f]{64}$", base), "pinned by digest"
-    assert f'io.airbyte.version="{version}"' in dockerfile
