@@ -37,7 +37,9 @@ def reliability_rows() -> Iterator[list[dict]]:
     rows: list[dict] = []
     yield rows
     if os.environ.get("RELIABILITY_RESULTS"):
-        Path(os.environ["RELIABILITY_RESULTS"]).write_text(json.dumps(rows, indent=1))
+        # One file per pytest-xdist worker (each has a session of its own); the script reads them all.
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        Path(os.environ["RELIABILITY_RESULTS"], f"{worker}.json").write_text(json.dumps(rows, indent=1))
 
 
 @pytest.fixture

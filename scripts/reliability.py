@@ -2,7 +2,8 @@
 
     .venv/bin/python scripts/reliability.py [extra pytest arguments]
 
-Each test records what it saw (scenario, expected, result, record counts) through the
+The tests run on four pytest-xdist workers (they mostly wait on rate limits); `-n 1` runs them in one
+process. Each test records what it saw (scenario, expected, result, record counts) through the
 `reliability_report` fixture; pytest's JUnit report gives each row its verdict. Exits with
 pytest's status, so a failing scenario is both in the document and in the exit code.
 """
@@ -58,19 +59,21 @@ COUNTS = ("records_expected", "records_emitted", "missing", "duplicates")
 
 def main(pytest_args: list[str]) -> int:
     with tempfile.TemporaryDirectory() as folder:
-        rows_file, junit_file = Path(folder) / "rows.json", Path(folder) / "junit.xml"
+        rows_folder, junit_file = Path(folder) / "rows", Path(folder) / "junit.xml"
+        rows_folder.mkdir()
         tests = [str(ROOT / "integration_tests" / f"{module}.py") for module in SECTIONS]
         started = time.monotonic()
         status = subprocess.call(
-            [sys.executable, "-m", "pytest", *tests, "-q", f"--junitxml={junit_file}", *pytest_args],
+            [sys.executable, "-m", "pytest", *tests, "-q", "-n", "4", f"--junitxml={junit_file}", *pytest_args],
             cwd=ROOT,
-            env={**os.environ, "RELIABILITY_RESULTS": str(rows_file)},
+            env={**os.environ, "RELIABILITY_RESULTS": str(rows_folder)},
         )
         minutes = (time.monotonic() - started) / 60
-        if not rows_file.exists():
+        rows = [row for path in sorted(rows_folder.glob("*.json")) for row in json.loads(path.read_text())]
+        if not rows:
             print("reliability: the tests recorded nothing", file=sys.stderr)
             return status or 1
-        rows = json.loads(rows_file.read_text())
+        rows.sort(key=lambda row: row["test"])
         verdicts = _verdicts(junit_file)
     OUTPUT.parent.mkdir(exist_ok=True)
     OUTPUT.write_text(render(rows, verdicts, minutes))
