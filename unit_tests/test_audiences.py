@@ -37,6 +37,16 @@ def profile(profile_id, suppression=(), list_suppressions=()):
     return {**resource("profiles", profile_id, attributes), "type": "profile"}
 
 
+def ada(joined: str) -> dict:
+    """A list member as Klaviyo answers /api/lists/{id}/profiles with the sparse fieldset the stream asks for."""
+    return {
+        "type": "profile",
+        "id": "P1",
+        "attributes": {"email": "ada@example.com", "phone_number": None, "joined_group_at": joined},
+        "links": {"self": "https://a.klaviyo.com/api/profiles/P1"},
+    }
+
+
 def test_a_global_exclusion_row_is_a_profile_with_its_latest_suppression_inside_the_window(api):
     profiles = [
         profile("P1", [{"reason": "HARD_BOUNCE", "timestamp": at(400)}, {"reason": "UNSUBSCRIBE", "timestamp": at(3)}]),
@@ -95,12 +105,7 @@ def test_a_list_exclusion_row_per_list_suppression_inside_the_window(api):
 
 
 def test_membership_rows_name_the_list_the_profile_and_its_contact_and_nothing_more(api):
-    member = {
-        "type": "profile",
-        "id": "P1",
-        "attributes": {"email": "ada@example.com", "phone_number": None, "joined_group_at": at(3)},
-        "links": {"self": "https://a.klaviyo.com/api/profiles/P1"},
-    }
+    member = ada(joined=at(3))
     serve_pages(api, "lists", [[resource("lists", "L1", {"name": "VIP", "updated": at(1)})]])
     api.get("https://a.klaviyo.com/api/lists/L1/profiles", json={"data": [member], "links": {"self": "x"}})
     api.get("https://a.klaviyo.com/api/lists/probe/profiles", status_code=404, json=error_body(404))  # no such list
@@ -117,12 +122,7 @@ def test_membership_rows_name_the_list_the_profile_and_its_contact_and_nothing_m
 def test_a_saved_next_page_link_klaviyo_no_longer_takes_reads_the_list_again_from_its_value(api, refusal):
     """Klaviyo's page cursors are opaque and may expire: a sync resuming inside a list at its saved link reads the
     list again from the list's value (inclusive) when Klaviyo refuses the link, with a warning; nothing is lost."""
-    member = {
-        "type": "profile",
-        "id": "P1",
-        "attributes": {"email": "ada@example.com", "phone_number": None, "joined_group_at": at(3)},
-        "links": {"self": "https://a.klaviyo.com/api/profiles/P1"},
-    }
+    member = ada(joined=at(3))
     serve_pages(api, "lists", [[resource("lists", "L1", {"name": "VIP", "updated": at(1)})]])
     api.get("https://a.klaviyo.com/api/lists/L1/profiles", json={"data": [member], "links": {"self": "x"}})
     stale = "api/lists/L1/profiles?page%5Bcursor%5D=stale"
