@@ -8,14 +8,19 @@ FROM ${BASE_IMAGE}
 
 WORKDIR /airbyte/integration_code
 
-# Only what the package needs, so source edits elsewhere do not invalidate the install layer.
+# The dependencies exactly as locked (scripts/lock.sh): each version pinned and each file checked against its
+# hash, wheels only, so a rebuild never picks up a newer airbyte-cdk whose internals the connector relies on
+# (unit_tests/test_cdk_internals.py). Their own layer, rebuilt only when the lock changes. A non-root user to run.
+COPY locks/runtime.txt ./locks/runtime.txt
+RUN python3 -m venv /opt/venv \
+    && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check \
+        --require-hashes --only-binary :all: -r locks/runtime.txt \
+    && (getent passwd 1000 >/dev/null || useradd --create-home --uid 1000 airbyte)
+
+# The connector itself, resolving nothing: its dependencies and its build backend (setuptools) are the lock's.
 COPY pyproject.toml README.md ./
 COPY source_klaviyo ./source_klaviyo
-
-# The connector and its dependencies in their own virtual environment; a non-root user to run it.
-RUN python3 -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check . \
-    && (getent passwd 1000 >/dev/null || useradd --create-home --uid 1000 airbyte)
+RUN /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps --no-build-isolation .
 
 ENV PATH="/opt/venv/bin:${PATH}" \
     AIRBYTE_ENTRYPOINT="/opt/venv/bin/source-klaviyo"
@@ -23,6 +28,6 @@ ENV PATH="/opt/venv/bin:${PATH}" \
 LABEL io.airbyte.name="klaviyo-complete/source-klaviyo-complete" \
       io.airbyte.version="0.3.0"
 
-# uid 1000: Airbyte's base image names it airbyte; the line above creates it where a base lacks it.
+# uid 1000: Airbyte's base image names it airbyte; the first RUN creates it where a base lacks it.
 USER 1000
 ENTRYPOINT ["/opt/venv/bin/source-klaviyo"]

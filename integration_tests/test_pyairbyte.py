@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,23 +18,23 @@ from integration_tests.klaviyo_sim.data import DAY
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / ".venv-pyairbyte"
+LOCK = ROOT / "locks" / "pyairbyte.txt"
 SCRIPT = Path(__file__).with_name("pyairbyte_read.py")
 pytestmark = pytest.mark.ci_required
 
 
 @pytest.fixture(scope="session")
 def pyairbyte() -> Path:
-    """PyAirbyte's own environment (its dependencies are many and ours need none of them), made once."""
+    """PyAirbyte's own environment (its dependencies are many and ours need none of them), installed from its lock
+    (every version pinned, every file checked against its hash) and made again from scratch when the lock changes."""
     python = VENV / "bin" / "python"
-    if (
-        subprocess.run([str(python), "-c", "import airbyte"], capture_output=True).returncode
-        if python.exists()
-        else True
-    ):
+    stamp = VENV / f".installed-{hashlib.sha256(LOCK.read_bytes()).hexdigest()[:16]}"
+    if not stamp.exists():
+        shutil.rmtree(VENV, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "airbyte"], check=True
-        )
+        pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        subprocess.run([*pip, "--require-hashes", "--only-binary", ":all:", "-r", str(LOCK)], check=True)
+        stamp.touch()
     return python
 
 
