@@ -22,12 +22,14 @@ from integration_tests.expectations import all_history_config
 from integration_tests.klaviyo_sim import Dataset, Faults, Simulator, Sizes
 from source_klaviyo import source as source_module
 from source_klaviyo.clock import parse_klaviyo_datetime
-from source_klaviyo.config import BackfillWindows
+from source_klaviyo.config import OFFICIAL_SETTINGS, BackfillWindows
 from source_klaviyo.rate_limits import KlaviyoAPIBudget
 from source_klaviyo.run import run
 from source_klaviyo.source import SourceKlaviyo
 
 FIELDS = sorted(SourceKlaviyo().spec(None).connectionSpecification["properties"])
+# What the fuzz changes: every field but the simulator's URL, and the official connector's settings, read as ours.
+FUZZED = [*(field for field in FIELDS if field != "api_url"), *OFFICIAL_SETTINGS]
 # The CDK's words when an exception escapes a connector: never what a user should get for bad input.
 UNHANDLED = "Something went wrong in the connector"
 
@@ -150,15 +152,29 @@ KNOWN_CASES = [
     {"event_lookback_hours": 2**63},
     {"events_custom_dates": {"start": "2025-01-01T00:00:00Z", "end": "9999-12-31T23:59:59Z"}},
     {"start_dat": "2024-01-01T00:00:00Z"},
+    {"lookback_window": True},
+    {"lookback_window": 2**63},
+    {"disable_fetching_predictive_analytics": "false"},
+    {"metric_ids": ["RESQ6t"]},
 ]
 INTEGERS = ("num_workers", "event_lookback_hours", "request_timeout_seconds", "retry_budget_seconds")
+# The official settings' types in its spec (null: not set); event_metric_ids may also be a list, as ours.
+OFFICIAL_TYPES = {
+    "disable_fetching_predictive_analytics": (bool,),
+    "lookback_window": (int,),
+    "reporting_lookback_window": (int,),
+    "metric_ids": (str,),
+    "event_metric_ids": (str, list),
+}
 
 
 def bent(config: dict[str, Any]) -> bool:
     """Whether a typed field holds a value of another JSON type, which must be refused, never coerced."""
     windows = config.get("backfill_window_days")
+    official = [name for name in OFFICIAL_TYPES if name in config and OFFICIAL_SETTINGS[name][0] not in config]
     return (
         any(name in config and (type(config[name]) is not int) for name in INTEGERS)
+        or any(config[name] is not None and type(config[name]) not in OFFICIAL_TYPES[name] for name in official)
         or ("profiles_predictive_analytics" in config and type(config["profiles_predictive_analytics"]) is not bool)
         or (
             isinstance(windows, dict)  # a key no window has is only warned about
@@ -184,7 +200,7 @@ def test_fuzzed_configs_get_a_catalog_or_one_config_error(
     outcomes: Counter[str] = Counter()
 
     @fuzz(derandomize)
-    @given(config=with_known_cases(base, [field for field in FIELDS if field != "api_url"]))
+    @given(config=with_known_cases(base, FUZZED))
     def discover(config):
         config = {**config, "api_url": klaviyo_sim.url}
         code, messages, output = run_in_process(capfd, "discover", config, tmp_path)
@@ -221,7 +237,7 @@ def test_fuzzed_configs_get_a_connection_status_with_a_human_message(
     outcomes: Counter[str] = Counter()
 
     @fuzz(derandomize)
-    @given(config=with_known_cases(base, [field for field in FIELDS if field != "api_url"]))
+    @given(config=with_known_cases(base, FUZZED))
     def check(config):
         config = {**config, "api_url": klaviyo_sim.url}
         code, messages, output = run_in_process(capfd, "check", config, tmp_path)
@@ -374,11 +390,19 @@ FUZZED_STREAMS = {
     "list_memberships": ("parents", "joined_group_at", "list_id"),
     "campaign_messages": ("parents", None, "campaign_id"),
     "flow_values_reports": ("report", "start", None),
+    "email_templates": ("official per-partition", "updated", "id"),  # the official connector's, for templates
 }
 TINY = Sizes(campaigns=3, templates=3, lists=2, segments=1, flows=2, profiles=30, events=60, event_days=10, coupons=1)
 moments = st.one_of(
     st.sampled_from(
-        ["2026-11-01T00:00:00Z", "2026-11-01T00:00:00+00:00", "2099-01-01T00:00:00Z", "9999-12-31T23:59:59Z"]
+        [
+            "2026-11-01T00:00:00Z",
+            "2026-11-01T00:00:00+00:00",
+            "2099-01-01T00:00:00Z",
+            "9999-12-31T23:59:59Z",
+            "2026-11-01T00:00:00+0000",  # the official connector's formats
+            "2026-11-01 00:00:00.5+00:00",
+        ]
     ),
     # hypothesis takes naive bounds and adds the timezone itself
     st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31), timezones=st.just(timezone.utc)).map(  # noqa: DTZ001
@@ -417,6 +441,20 @@ def stream_states(draw, stream: str) -> Any:
             )
         )
         return {"states": entries, **({"unfinished_sync_end": draw(moments)} if draw(st.booleans()) else {})}
+    if shape == "official per-partition" and choice < 6:
+        entries = draw(
+            st.lists(
+                st.fixed_dictionaries(
+                    {
+                        "partition": st.fixed_dictionaries({parent: values}),
+                        "cursor": st.fixed_dictionaries({cursor: moments}) | values,
+                    }
+                ),
+                max_size=3,
+            )
+        )
+        optional = {"state": st.fixed_dictionaries({cursor: moments}) | values, "lookback_window": values}
+        return {"states": entries, **draw(st.fixed_dictionaries({}, optional=optional))}
     return {cursor or "updated": draw(moments), **({"quota": draw(json_values)} if draw(st.booleans()) else {})}
 
 

@@ -4,7 +4,8 @@ discover offers every stream the config can run (a stream that needs a setting
 appears once it is set; campaign and flow reports once the account has a
 conversion metric), so selecting every discovered stream, as the Airbyte UI does,
 always syncs. A read's catalog may select only such streams, and the profiles
-stream by one of its two cursors.
+stream by one of its two cursors; a stream of the official connector's catalog
+is named with the streams that hold its records here.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from airbyte_cdk.models import AirbyteCatalog, ConfiguredAirbyteStream, SyncMode
 from source_klaviyo.account import Account
 from source_klaviyo.config import KlaviyoConfig
 from source_klaviyo.errors import config_error
+from source_klaviyo.official import OFFICIAL_STREAMS
 from source_klaviyo.streams import STREAM_CLASSES
 from source_klaviyo.streams.profiles import PROFILE_CURSORS, Profiles
 
@@ -37,7 +39,7 @@ def checked_catalog(configured: Mapping[str, ConfiguredAirbyteStream], config: K
     if unknown:
         known = ", ".join(stream_class.name for stream_class in STREAM_CLASSES)
         raise config_error(
-            f"The catalog selects streams this connector does not have: {', '.join(unknown)}. "
+            f"The catalog selects streams this connector does not have: {', '.join(map(_named, unknown))}. "
             f"Refresh the source schema or deselect them (streams: {known})."
         )
     profiles = configured.get(Profiles.name)
@@ -56,3 +58,8 @@ def checked_catalog(configured: Mapping[str, ConfiguredAirbyteStream], config: K
                 "set it, or refresh the source schema and deselect the stream."
             )
     return cursor[0]
+
+
+def _named(stream: str) -> str:
+    official = OFFICIAL_STREAMS.get(stream)
+    return f"{stream} (the official connector's; here {' and '.join(official.ours)})" if official else stream

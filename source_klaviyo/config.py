@@ -6,7 +6,9 @@ model. Types are strict (no string or bool is read as a number, no number as a
 bool) and every number and date is bounded, so no value can overflow a window.
 A config the model rejects becomes one config error that names each field and
 says what to fix; a key the model does not know gets a warning (a config
-written by another version still runs).
+written by another version still runs). A config of the official Airbyte
+connector runs too: its settings are read as ours, each with a log line
+(`current_form`), but are not offered in our spec.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import ipaddress
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -56,12 +59,14 @@ BACKFILL_POLICY_DAYS: Mapping[str, int | None] = {
     **{f"{kind}_{report}_reports": 365 for kind, report in REPORTS},
 }
 DEFAULT_REPORTING_LOOKBACK_DAYS = 30
+MAX_REPORTING_LOOKBACK_DAYS = 90
 
 DEFAULT_NUM_WORKERS = 10
 MIN_RETRY_BUDGET = 10  # seconds
 # Klaviyo events can arrive after their datetime (integrations catching up, imports);
 # an incremental events sync re-reads this much before its state. See the README.
 DEFAULT_EVENT_LOOKBACK_HOURS = 24
+MAX_EVENT_LOOKBACK_HOURS = 720
 MAX_NUM_WORKERS = 50
 # A backfill window longer than this reaches before Klaviyo existed; the bound keeps `now - window` in range.
 MAX_WINDOW_DAYS = 36_500
@@ -135,13 +140,13 @@ class KlaviyoConfig(BaseModel):
     num_workers: int = Field(default=DEFAULT_NUM_WORKERS, ge=1, le=MAX_NUM_WORKERS)
     api_url: str = KLAVIYO_API_URL
     event_metrics: list[str] = Field(default_factory=list)
-    event_lookback_hours: int = Field(default=DEFAULT_EVENT_LOOKBACK_HOURS, ge=0, le=720)
+    event_lookback_hours: int = Field(default=DEFAULT_EVENT_LOOKBACK_HOURS, ge=0, le=MAX_EVENT_LOOKBACK_HOURS)
     events_custom_dates: CustomDates | None = None
     profiles_predictive_analytics: bool = False
     legacy_v1_campaigns: bool = False
     metric_aggregates: tuple[AggregateQuery, ...] = ()
     conversion_metric: str | None = None
-    reporting_lookback_days: int = Field(default=DEFAULT_REPORTING_LOOKBACK_DAYS, ge=0, le=90)
+    reporting_lookback_days: int = Field(default=DEFAULT_REPORTING_LOOKBACK_DAYS, ge=0, le=MAX_REPORTING_LOOKBACK_DAYS)
     campaign_reports_by_variation: bool = False
     request_timeout_seconds: int = Field(default=60, ge=1, le=600)
     retry_budget_seconds: int = Field(default=600, ge=MIN_RETRY_BUDGET, le=3600)
@@ -240,10 +245,11 @@ def _is_loopback(host: str) -> bool:
 
 def parse_config(raw: Mapping[str, Any], now: datetime) -> KlaviyoConfig:
     """Validate the raw config as of `now`; any problem becomes one config error naming every bad field."""
+    form = current_form(raw)
     try:
-        config = KlaviyoConfig.model_validate(raw, context={"now": now})
+        config = KlaviyoConfig.model_validate(form.config, context={"now": now})
     except ValidationError as error:
-        problems = "; ".join(_describe(problem) for problem in error.errors())
+        problems = "; ".join(_describe(problem, form.given_as) for problem in error.errors())
         key = raw.get("api_key") if isinstance(raw, Mapping) else None
         if isinstance(key, str) and len(key.strip()) >= MIN_MASKED_LENGTH:
             problems = problems.replace(key, "****")  # in case it was pasted into a field whose error quotes it
@@ -254,6 +260,8 @@ def parse_config(raw: Mapping[str, Any], now: datetime) -> KlaviyoConfig:
         ) from None
     # Registered once valid: a junk value such as "t" would otherwise be masked out of every message.
     update_secrets([config.api_key.get_secret_value()])
+    for level, line in form.lines:
+        logger.log(level, line)
     unknown = unknown_settings(config)
     if unknown:
         logger.warning(
@@ -264,12 +272,119 @@ def parse_config(raw: Mapping[str, Any], now: datetime) -> KlaviyoConfig:
 
 
 def in_current_form(raw: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The config as the current spec describes it: a metric_aggregates query given as an object or a
-    list (as older versions took it) becomes the JSON text the spec's form field holds."""
-    queries = raw.get("metric_aggregates")
+    """The config as the current spec describes it (see `current_form`)."""
+    return current_form(raw).config
+
+
+@dataclass(frozen=True)
+class CurrentForm:
+    """A config as the current spec describes it, and how it got there: `given_as` names the official setting each
+    of ours was given as (errors name both), `lines` say what was read how, logged once the config is valid."""
+
+    config: Mapping[str, Any]
+    given_as: Mapping[str, str]
+    lines: tuple[tuple[int, str], ...]
+
+
+def current_form(raw: Mapping[str, Any]) -> CurrentForm:
+    """`raw` as the current spec describes it: a metric_aggregates query given as an object or a list (as older
+    versions took it) becomes the JSON text the spec's form field holds, and each of the official connector's
+    settings becomes ours (OFFICIAL_SETTINGS), unless ours is set too. An official value of the wrong type is
+    handed on as it is, so that ours refuses it, naming the official setting."""
+    config = dict(raw)
+    queries = config.get("metric_aggregates")
     if isinstance(queries, (dict, list)):
-        return {**raw, "metric_aggregates": json.dumps(queries)}
-    return raw
+        config["metric_aggregates"] = json.dumps(queries)
+    given_as: dict[str, str] = {}
+    lines: list[tuple[int, str]] = []
+    for official, (ours, translate) in OFFICIAL_SETTINGS.items():
+        if official not in config:
+            continue
+        given = config.pop(official)
+        said = f"The official connector's setting {official}={json.dumps(given)}"
+        if ours in config:
+            lines.append((logging.INFO, f"{said} is not used: {ours} is set too, and wins."))
+            continue
+        translation = translate(given)
+        if translation.value is None:
+            lines.append((logging.INFO, f"{said} sets nothing here: {ours} keeps its default."))
+        else:
+            config[ours], given_as[ours] = translation.value, official
+            lines.append((logging.INFO, f"{said} is read as {ours}={json.dumps(translation.value)}."))
+        if translation.loss:
+            lines.append((logging.WARNING, f"{said}: {translation.loss}."))
+    return CurrentForm(config, given_as, tuple(lines))
+
+
+@dataclass(frozen=True)
+class Translation:
+    """An official setting's value as ours: `value` (None: ours keeps its default), and `loss`, what of the
+    official meaning does not carry over, if anything (a warning names it)."""
+
+    value: Any
+    loss: str = ""
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _listed(text: str) -> list[str]:
+    """The items of the official connector's comma-separated lists, in order, without blanks and repeats."""
+    return list(dict.fromkeys(item.strip() for item in text.split(",") if item.strip()))
+
+
+def _predictive_analytics(disabled: Any) -> Translation:
+    """disable_fetching_predictive_analytics: the official profiles carry predictive analytics unless it is true."""
+    return Translation(not disabled if isinstance(disabled, bool) else disabled)
+
+
+def _event_metrics(ids: Any) -> Translation:
+    """event_metric_ids (official, since March 2026): the metrics whose events are read, comma-separated; empty:
+    all of them, as ours."""
+    return Translation((_listed(ids) or None) if isinstance(ids, str) else ids)
+
+
+def _conversion_metric(ids: Any) -> Translation:
+    """metric_ids: the conversion metrics the official report streams are each read for, comma-separated; empty:
+    every metric of the account. Ours count one conversion metric per report."""
+    if not isinstance(ids, str):
+        return Translation(ids)
+    listed = _listed(ids)
+    if not listed:
+        return Translation(None, "each report was read for every metric there; here it counts one conversion metric")
+    first, *others = listed
+    loss = f"each report here counts one conversion metric, {first}; {', '.join(others)} not" if others else ""
+    return Translation(first, loss)
+
+
+def _look_back(per_day: int, maximum: int, unit: str) -> Callable[[Any], Translation]:
+    """An official look-back in days (lookback_window: events_detailed; reporting_lookback_window, 3.x:
+    flow_series_reports) as ours, in `unit`, `per_day` of them a day, at most `maximum`. 0, the official default
+    (nothing is read again), leaves ours at its default: Klaviyo's late events and revised conversions are the
+    reason ours exist, and ours set to 0 still turns them off."""
+
+    def translate(days: Any) -> Translation:
+        if not _is_count(days):
+            return Translation(days)
+        if days == 0:
+            return Translation(None)
+        if days * per_day > maximum:
+            return Translation(maximum, f"this connector reads at most {maximum} {unit} again, so {maximum}")
+        return Translation(days * per_day)
+
+    return translate
+
+
+# The official connector's settings that mean something here (its spec, 2.x and 3.x): our setting each becomes,
+# and how its value becomes ours. Its api_key, start_date and num_workers are ours: same name, same meaning.
+OFFICIAL_SETTINGS: Mapping[str, tuple[str, Callable[[Any], Translation]]] = {
+    "disable_fetching_predictive_analytics": ("profiles_predictive_analytics", _predictive_analytics),
+    "lookback_window": ("event_lookback_hours", _look_back(24, MAX_EVENT_LOOKBACK_HOURS, "hours")),
+    "event_metric_ids": ("event_metrics", _event_metrics),
+    "metric_ids": ("conversion_metric", _conversion_metric),
+    "reporting_lookback_window": ("reporting_lookback_days", _look_back(1, MAX_REPORTING_LOOKBACK_DAYS, "days")),
+}
 
 
 def unknown_settings(model: BaseModel, prefix: str = "") -> list[str]:
@@ -282,11 +397,13 @@ def unknown_settings(model: BaseModel, prefix: str = "") -> list[str]:
     return names
 
 
-def _describe(problem: Mapping[str, Any]) -> str:
+def _describe(problem: Mapping[str, Any], given_as: Mapping[str, str]) -> str:
     field = ".".join(str(part) for part in problem["loc"]) or "config"
+    official = given_as.get(str(problem["loc"][0])) if problem["loc"] else None
+    field = f"`{field}` (given as the official connector's `{official}`)" if official else f"`{field}`"
     message = problem["msg"].removeprefix("Value error, ")
     if problem["type"] == "missing":
         message = "is required"
     elif not message.startswith(("is ", "must ")):
         message = f"is invalid: {message}"
-    return f"`{field}` {message}"
+    return f"{field} {message}"

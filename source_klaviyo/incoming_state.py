@@ -11,6 +11,11 @@ overlapping window repaired, each with a warning that names the stream and why.
 A stream whose state is dropped reads as on a first sync, which re-reads but
 never skips. A state that lies in the future is kept, as Airbyte's acceptance
 tests expect: the stream reads nothing it covers, and a warning says so.
+
+A connection moved here from the official connector brings that connector's
+states, under its stream names and in its shapes (official.py has the facts):
+each is taken over as the state of the stream that holds its records here,
+with an info line, before the checks above (`taken_over`).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from airbyte_cdk.models import (
 )
 
 from source_klaviyo.clock import EARLIEST_DATE, format_klaviyo_datetime, parse_klaviyo_datetime
+from source_klaviyo.official import CURSOR_FORMATS, OFFICIAL_STREAMS
 from source_klaviyo.state import MOST_RECENT, NEXT_PAGE, SLICE_END, SLICE_START, UNFINISHED
 
 logger = logging.getLogger("airbyte")
@@ -114,7 +120,7 @@ def resumable(
     """The states the streams of this read resume from, repaired where they can be; each other one is dropped with
     a warning. `rules` holds the streams that resume; any other stream (a full refresh) reads in full."""
     usable = []
-    for message in messages:
+    for message in taken_over(messages):
         assert message.stream is not None, "stream_messages gives each stream's state as a STREAM message"
         name = message.stream.stream_descriptor.name
         state = dict(message.stream.stream_state.__dict__)
@@ -208,3 +214,148 @@ def _moment(value: Any, what: str) -> datetime:
     if moment is None or moment < EARLIEST_DATE:
         raise UnusableState(f"{what} are not all datetimes after 1970 ({value!r})")
     return moment
+
+
+@dataclass(frozen=True)
+class _Taken:
+    """A state as one of this connector's streams resumes from it.
+
+    `source` is the stream the input named; `moment` its cursor value (None: a state of this connector's own
+    shape, which wins over any other); `note` says how an official state was taken over, once it is the one used.
+    """
+
+    message: AirbyteStateMessage
+    source: str
+    moment: datetime | None = None
+    note: str = ""
+
+    @property
+    def target(self) -> str:
+        assert self.message.stream is not None, "every state here is a STREAM message"
+        name: str = self.message.stream.stream_descriptor.name
+        return name
+
+
+def taken_over(messages: Iterable[AirbyteStateMessage]) -> list[AirbyteStateMessage]:
+    """The states of the official connector's streams as the states of the streams that hold their records here.
+
+    Its one-value states, its per-partition ones and its datetime formats are read as one cursor value in this
+    connector's format, under our stream's name and cursor. Where several states lead to one stream (events and
+    events_detailed, lists and lists_detailed, or an official state beside one this connector wrote), this
+    connector's own shape wins, else the earliest value: what is read again is never skipped. A state of a
+    stream read in full here is not needed and is dropped. Each decision is one log line naming the stream.
+    """
+    chosen: dict[str, _Taken] = {}
+    for message in messages:
+        taken = _take_over(message)
+        if taken is None:
+            continue
+        kept, dropped = _preferred(chosen[taken.target], taken) if taken.target in chosen else (taken, None)
+        chosen[taken.target] = kept
+        if dropped is not None:
+            logger.info(
+                f"Stream {dropped.source}: its state is not used, {kept.target} resumes from the state of "
+                f"{kept.source}{', which is earlier' if dropped.moment and kept.moment else ''}."
+            )
+    for taken in chosen.values():
+        if taken.note:
+            logger.info(taken.note)
+    return [taken.message for taken in chosen.values()]
+
+
+def _take_over(message: AirbyteStateMessage) -> _Taken | None:
+    assert message.stream is not None, "stream_messages gives each stream's state as a STREAM message"
+    name = message.stream.stream_descriptor.name
+    state = dict(message.stream.stream_state.__dict__)
+    official = OFFICIAL_STREAMS.get(name)
+    if official is None or "state_type" in state or not {official.cursor, "states", "state"} & set(state):
+        return _Taken(message, name)  # this connector's own shape, or nothing the official connector writes
+    if official.resumes is None:
+        logger.info(
+            f"Stream {name}: the official connector's state is not needed, its records are in "
+            f"{', '.join(official.ours)} here, read in full on every sync."
+        )
+        return None
+    target, cursor = official.resumes
+    try:
+        moment, value = _official_value(state, official.cursor)
+    except UnusableState as problem:
+        logger.warning(f"Ignoring the state of stream {name}: {problem}. It is read as on a first sync.")
+        return None
+    original = state.get(official.cursor)
+    if (target, cursor) == (name, official.cursor) and isinstance(original, str) and _iso_datetime(original):
+        return _Taken(message, name, moment)  # one value this connector reads as it is
+    if target == name and cursor == official.cursor and "states" not in state and "state" not in state:
+        note = f"Stream {name}: its `{cursor}` {original!r}, in the official connector's format, is read as {value}."
+    else:
+        note = f"Stream {name} (the official connector's) is taken over as {target}, resuming from `{cursor}` {value}."
+    return _Taken(per_stream(target, {cursor: value}), name, moment, note)
+
+
+def _preferred(first: _Taken, second: _Taken) -> tuple[_Taken, _Taken]:
+    """(the state a stream resumes from, the one left out): its own shape, else the earliest."""
+    if first.moment is None or (second.moment is not None and first.moment <= second.moment):
+        return first, second
+    return second, first
+
+
+def _official_value(state: Mapping[str, Any], cursor: str) -> tuple[datetime, str]:
+    """The cursor value of an official state, and as this connector writes it."""
+    try:
+        moment = _official_moment(state, cursor)
+        return moment, format_klaviyo_datetime(moment)
+    except OverflowError:  # a date at the edge of those Python holds, moved past it by an offset or a look-back
+        raise UnusableState(f"its `{cursor}` is out of the range of dates") from None
+
+
+def _official_moment(state: Mapping[str, Any], cursor: str) -> datetime:
+    """The cursor value of an official state: its one value, or a per-partition one (the CDK's shape).
+
+    A per-partition state holds, once a sync of it has finished, the newest value of all its partitions
+    (`state`), which that sync read less its duration in seconds (`lookback_window`) before; else only the
+    value of each partition, of which the earliest is where nothing is left unread.
+    """
+    if "states" not in state and "state" not in state:
+        return _official_datetime(state.get(cursor), cursor)
+    overall = state.get("state")
+    if isinstance(overall, Mapping) and cursor in overall:
+        lookback = state.get("lookback_window")
+        seconds = lookback if isinstance(lookback, int) and not isinstance(lookback, bool) and lookback > 0 else 0
+        return _official_datetime(overall[cursor], cursor) - timedelta(seconds=seconds)
+    entries = state.get("states")
+    values = [
+        entry["cursor"][cursor]
+        for entry in (entries if isinstance(entries, list) else [])
+        if isinstance(entry, Mapping) and isinstance(entry.get("cursor"), Mapping) and cursor in entry["cursor"]
+    ]
+    if not values:
+        raise UnusableState(f"none of its partitions holds a `{cursor}` value")
+    return min(_official_datetime(value, cursor) for value in values)
+
+
+def _official_datetime(value: Any, cursor: str) -> datetime:
+    """`value` as this connector reads datetimes, else in one of the official connector's formats."""
+    moment = next((moment for moment in _readings(value) if moment is not None), None)
+    if moment is None or moment < EARLIEST_DATE:
+        raise UnusableState(f"its `{cursor}` is not a datetime after 1970 ({value!r})")
+    return moment
+
+
+def _readings(value: Any) -> Iterator[datetime | None]:
+    if isinstance(value, str):
+        yield _iso_datetime(value)
+        yield from (_formatted_datetime(value, pattern) for pattern in CURSOR_FORMATS)
+
+
+def _formatted_datetime(value: str, pattern: str) -> datetime | None:
+    try:
+        return datetime.strptime(value, pattern)  # noqa: DTZ007 - each official format ends in %z
+    except ValueError:
+        return None
+
+
+def _iso_datetime(value: str) -> datetime | None:
+    try:
+        return parse_klaviyo_datetime(value)
+    except ValueError:
+        return None

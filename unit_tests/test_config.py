@@ -182,6 +182,16 @@ def test_spec_and_model_describe_the_same_fields_and_defaults():
         config(api_url="http://a.klaviyo.com"),
         {"api_key": "sk_123"},
         {},
+        # The official connector's settings, read as ours.
+        config(disable_fetching_predictive_analytics=True, lookback_window=3, metric_ids="A,B", num_workers=2),
+        config(lookback_window=400, reporting_lookback_window=400, event_metric_ids=" , "),
+        config(disable_fetching_predictive_analytics="yes"),
+        config(lookback_window=-1),
+        config(lookback_window=1.5),
+        config(metric_ids=["A"]),
+        config(event_metric_ids=["A", "B"]),
+        config(event_metric_ids=["A", 1]),
+        config(lookback_window="7", event_lookback_hours=5),
     ],
 )
 def test_the_spec_accepts_exactly_what_the_model_accepts(raw):
