@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,31 +12,14 @@ import pytest
 from integration_tests.connector_cli import CONNECTOR
 from integration_tests.klaviyo_sim import FULL_ACCESS_KEY
 from integration_tests.klaviyo_sim.data import DAY
+from scripts.demo import PYAIRBYTE_ENVIRONMENT
 
-ROOT = Path(__file__).resolve().parents[1]
-VENV = ROOT / ".venv-pyairbyte"
 SCRIPT = Path(__file__).with_name("pyairbyte_read.py")
 pytestmark = pytest.mark.ci_required
 
 
-@pytest.fixture(scope="session")
-def pyairbyte() -> Path:
-    """PyAirbyte's own environment (its dependencies are many and ours need none of them), made once."""
-    python = VENV / "bin" / "python"
-    if (
-        subprocess.run([str(python), "-c", "import airbyte"], capture_output=True).returncode
-        if python.exists()
-        else True
-    ):
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "airbyte"], check=True
-        )
-    return python
-
-
 def read(python: Path, folder: Path, config: dict, *streams: str) -> dict:
-    environment = {**os.environ, "AIRBYTE_OFFLINE_MODE": "1", "DO_NOT_TRACK": "1"}
+    environment = {**os.environ, **PYAIRBYTE_ENVIRONMENT}
     finished = subprocess.run(
         [str(python), str(SCRIPT), json.dumps(config), CONNECTOR, *streams],
         cwd=folder,
