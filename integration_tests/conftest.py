@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import subprocess
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from integration_tests.klaviyo_sim import Dataset, Faults, Simulator, Sizes
 from source_klaviyo.clock import NOW_VARIABLE
 
+ROOT = Path(__file__).resolve().parents[1]
 # One pinned "now" for the whole run, for the simulators' data and every connector the tests start
 # (they inherit SOURCE_KLAVIYO_NOW), so data, reads and the expectations computed from them agree. The
 # connectors' clock reads it with a random fraction of a second, as a real clock would.
@@ -29,6 +31,13 @@ def klaviyo_sim() -> Iterator[Simulator]:
     simulator = Simulator(Dataset(seed=1, now=NOW, sizes=SMALL), Faults())
     with simulator.run_in_thread() as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def pyairbyte() -> Path:
+    """The Python of PyAirbyte's own environment, made once by the script the demo uses (see there why its own)."""
+    subprocess.run(["bash", str(ROOT / "scripts" / "setup_pyairbyte.sh")], check=True)
+    return ROOT / ".venv-pyairbyte" / "bin" / "python"
 
 
 @pytest.fixture(scope="session")

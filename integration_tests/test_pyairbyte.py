@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,31 +12,14 @@ import pytest
 from integration_tests.connector_cli import CONNECTOR
 from integration_tests.klaviyo_sim import FULL_ACCESS_KEY
 from integration_tests.klaviyo_sim.data import DAY
+from scripts.demo import PYAIRBYTE_ENVIRONMENT
 
-ROOT = Path(__file__).resolve().parents[1]
-VENV = ROOT / ".venv-pyairbyte"
-LOCK = ROOT / "locks" / "pyairbyte.txt"
 SCRIPT = Path(__file__).with_name("pyairbyte_read.py")
 pytestmark = pytest.mark.ci_required
 
 
-@pytest.fixture(scope="session")
-def pyairbyte() -> Path:
-    """PyAirbyte's own environment (its dependencies are many and ours need none of them), installed from its lock
-    (every version pinned, every file checked against its hash) and made again from scratch when the lock changes."""
-    python = VENV / "bin" / "python"
-    stamp = VENV / f".installed-{hashlib.sha256(LOCK.read_bytes()).hexdigest()[:16]}"
-    if not stamp.exists():
-        shutil.rmtree(VENV, ignore_errors=True)
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-        subprocess.run([*pip, "--require-hashes", "--only-binary", ":all:", "-r", str(LOCK)], check=True)
-        stamp.touch()
-    return python
-
-
 def read(python: Path, folder: Path, config: dict, *streams: str) -> dict:
-    environment = {**os.environ, "AIRBYTE_OFFLINE_MODE": "1", "DO_NOT_TRACK": "1"}
+    environment = {**os.environ, **PYAIRBYTE_ENVIRONMENT}
     finished = subprocess.run(
         [str(python), str(SCRIPT), json.dumps(config), CONNECTOR, *streams],
         cwd=folder,

@@ -3,7 +3,7 @@
 # x86_64 (the image's base, and CI's machine), wheels only; resolved by uv (a dev tool, so pinned itself):
 #   locks/runtime.txt    pyproject.toml's dependencies and build backend: what the image installs (Dockerfile)
 #   locks/dev.txt        the same at the same versions, and the `dev` extras: what scripts/setup.sh installs (so CI)
-#   locks/pyairbyte.txt  locks/pyairbyte.in: the environment integration_tests/test_pyairbyte.py runs PyAirbyte in
+#   locks/pyairbyte.txt  locks/pyairbyte.in: the environment scripts/setup_pyairbyte.sh makes (demo, PyAirbyte tests)
 # A version already locked stays unless an argument (any of `uv pip compile`'s) frees it: `--upgrade-package
 # airbyte-cdk` moves that package and what it needs, `--upgrade` everything. After a new airbyte-cdk, run
 # unit_tests/test_cdk_internals.py: it names each CDK internal the connector relies on that moved.
@@ -33,6 +33,6 @@ lock locks/runtime.txt "What the image installs: pip install --require-hashes --
   pyproject.toml - <<<"$build_requires"
 lock locks/dev.txt "What scripts/setup.sh installs: runtime.txt's versions, and the dev extras (tests, lint, uv)" \
   --extra dev --constraint locks/runtime.txt pyproject.toml - <<<"$build_requires"
-lock locks/pyairbyte.txt "What integration_tests/test_pyairbyte.py installs into .venv-pyairbyte: PyAirbyte" \
+lock locks/pyairbyte.txt "What scripts/setup_pyairbyte.sh installs into .venv-pyairbyte: PyAirbyte (demo, tests)" \
   locks/pyairbyte.in
 bash scripts/setup.sh
