@@ -30,13 +30,14 @@ from integration_tests.connector_cli import CONNECTOR, configured_catalog, disco
 from integration_tests.expectations import all_history_config, all_history_ids, key
 from integration_tests.klaviyo_sim import FULL_ACCESS_KEY, Dataset, Faults, Simulator, Sizes
 from source_klaviyo.clock import parse_klaviyo_datetime
-from source_klaviyo.shutdown import EXIT_CODE, GRACE
+from source_klaviyo.shutdown import GRACE
 from source_klaviyo.state import NEXT_PAGE, UNFINISHED
 
 CURSORS = {"events": "datetime", "profiles": "created"}
 LOOKBACK = timedelta(hours=24)  # the default event_lookback_hours; profiles have none, so this is the larger
 # How a stopped attempt exits: killed by SIGKILL; after a SIGTERM, on its own with 128 + SIGTERM.
-EXIT_CODES = {signal.SIGKILL: -signal.SIGKILL, signal.SIGTERM: EXIT_CODE}
+# (SIGTERM: the connector ends by the signal's own action once it printed what it had to, as a stopped source should.)
+EXIT_CODES = {signal.SIGKILL: -signal.SIGKILL, signal.SIGTERM: -signal.SIGTERM}
 SIGTERM_SECONDS = 10  # the platform's SIGKILL follows its SIGTERM after this long
 
 
@@ -316,8 +317,8 @@ def test_attempts_sigtermed_at_random_points_stop_cleanly_and_their_resumes_deli
         {
             "scenario": f"SIGTERM after {', '.join(map(str, stops))} records ({context}); 4,000 events over 20 days, "
             "1,500 profiles",
-            "expected": "each stopped attempt: exit 143 within 10 s, whole lines, one TRACE after a STATE; every "
-            "record delivered; only records in flight at a stop printed again",
+            "expected": "each stopped attempt: ends by SIGTERM (143) within 10 s, whole lines, one TRACE after a "
+            "STATE; every record delivered; only records in flight at a stop printed again",
             "result": f"{len(outcome.attempts)} runs; in flight at the stops: {outcome.in_flight}; exit after "
             f"{[round(run.exit_seconds, 1) for run in outcome.attempts if run.exit_seconds is not None]} s",
             "records_expected": total,
@@ -326,7 +327,7 @@ def test_attempts_sigtermed_at_random_points_stop_cleanly_and_their_resumes_deli
             "duplicates": outcome.duplicates,
         }
     )
-    assert outcome.attempts[0].exit_code == EXIT_CODE, context
+    assert outcome.attempts[0].exit_code == -signal.SIGTERM, context
     assert outcome.attempts[-1].exit_code == 0, context
     assert missing == {"events": 0, "profiles": 0}, context
 
@@ -353,7 +354,7 @@ def test_a_sigterm_while_the_key_is_probed_ends_the_command_at_once_with_one_tra
         seconds = time.monotonic() - signalled
 
     lines = out.splitlines(keepends=True)
-    assert process.returncode == EXIT_CODE and seconds < SIGTERM_SECONDS, (process.returncode, seconds)
+    assert process.returncode == -signal.SIGTERM and seconds < SIGTERM_SECONDS, (process.returncode, seconds)
     assert all(line.endswith(b"\n") for line in lines), lines[-1:]
     assert_ends_with_the_stop([json.loads(line) for line in lines])
 

@@ -29,6 +29,8 @@ def read(python: Path, folder: Path, config: dict, *streams: str) -> dict:
         timeout=600,
     )
     assert finished.returncode == 0, finished.stderr[-3000:]
+    # PyAirbyte stops spec and discover with SIGTERM and takes any status but killed-by-SIGTERM for a failure.
+    assert "Exception ignored" not in finished.stderr, finished.stderr[-3000:]
     return json.loads(finished.stdout.strip().splitlines()[-1])
 
 

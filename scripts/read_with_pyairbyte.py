@@ -17,23 +17,10 @@ from pathlib import Path
 
 import airbyte as ab
 from airbyte.caches import DuckDBCache
-from airbyte.exceptions import AirbyteSubprocessFailedError, PyAirbyteError
-
-STOPPED_BY_SIGTERM = 143  # the connector's exit status after its graceful stop on SIGTERM (128 + 15)
-
-
-def ignore_stopped_spec_and_discover(unraisable: sys.UnraisableHookArgs) -> None:
-    """PyAirbyte stops `spec` and `discover` with SIGTERM as soon as it has their answer, then takes any exit status
-    but 0 and -15 (killed by the signal) for a failure, in a generator's clean-up, where Python can only print it
-    ("Exception ignored ... Exit Code: 143") and goes on. The connector handles SIGTERM and exits 143, so every read
-    printed two such tracebacks where nothing failed: they are left out, anything else is printed as usual."""
-    error = unraisable.exc_value
-    if not (isinstance(error, AirbyteSubprocessFailedError) and error.exit_code == STOPPED_BY_SIGTERM):
-        sys.__unraisablehook__(unraisable)
+from airbyte.exceptions import PyAirbyteError
 
 
 def main(config_file: str, connector: str, database: str, work_folder: str) -> None:
-    sys.unraisablehook = ignore_stopped_spec_and_discover
     config = json.loads(Path(config_file).read_text())
     source = ab.get_source("source-klaviyo", config=config, local_executable=connector)
     source.select_all_streams()  # every stream discover offers, as a new Airbyte connection selects

@@ -21,7 +21,8 @@ wakeup fd, and the watchdog sets `STOP`. Then:
   before the first record not printed, the last STATE printed covers exactly what
   was delivered, and the output ends with it;
 - `run.py` prints one TRACE error that says the sync was stopped and exits with
-  143 (128 + SIGTERM) without joining the workers, some of which may wait on a
+  SIGTERM's own status (a shell or a container reports 143; a parent process sees
+  the signal, as PyAirbyte expects of a source it stops) without joining the workers, some of which may wait on a
   full queue (`exit_stopped`).
 
 The watchdog ends the process the same way: at once when the main thread
@@ -34,6 +35,7 @@ takes, so no line is cut, and only the first prints: one TRACE at most.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -128,10 +130,13 @@ def stop_point() -> None:
 
 
 def exit_stopped(lock_wait: float = -1) -> NoReturn:
-    """Print the TRACE that says the source was stopped, after everything buffered, and exit with EXIT_CODE.
+    """Print the TRACE that says the source was stopped, after everything buffered, and end by SIGTERM.
 
-    os._exit: the interpreter's exit would join the engine's workers, and one blocked on the full queue
-    never returns. Holding the lock (and never releasing it) keeps any other thread from printing."""
+    The process ends as a stopped process does, by the signal's default action: a parent sees it killed by
+    SIGTERM (PyAirbyte stops `spec` and `discover` that way and takes any other status for a failure), a shell
+    or a container reports 143. As PID 1 in a container, which ignores that action, it exits with EXIT_CODE
+    (143) instead. Never the interpreter's exit: it would join the engine's workers, and one blocked on the full
+    queue never returns. Holding the lock (and never releasing it) keeps any other thread from printing."""
     global _ended
     if PRINT_BUFFER.lock.acquire(timeout=lock_wait) and not _ended:
         _ended = True
@@ -142,6 +147,11 @@ def exit_stopped(lock_wait: float = -1) -> NoReturn:
         ).as_airbyte_message()
         trace_error(error).stack_trace = None
         _write(filter_secrets(AirbyteEntrypoint.airbyte_message_to_string(error)))
+    # Any thread may end it so (Python's signal.signal is for the main thread alone): sigaction is per process.
+    with contextlib.suppress(AttributeError, OSError):
+        ctypes.CDLL(None).signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)  # the signal is on its way; only PID 1, which ignores it, gets past this
     os._exit(EXIT_CODE)
 
 
