@@ -6,8 +6,9 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,9 @@ class Run:
     returncode: int
     messages: list[dict[str, Any]]
     stderr: str
+    # Seconds from the start to each message's arrival, and to the exit (only for a run_connector(timed=True)).
+    arrivals: list[float] = field(default_factory=list)
+    ended: float = 0.0
 
     def of_type(self, kind: str) -> list[dict[str, Any]]:
         return [message for message in self.messages if message["type"] == kind]
@@ -42,6 +46,18 @@ class Run:
             if state["stream"]["stream_descriptor"]["name"] == stream:
                 return state["stream"]["stream_state"]
         return None
+
+    def logs(self, *levels: str) -> list[str]:
+        """The log messages at `levels` (every level when none is given)."""
+        return [m["log"]["message"] for m in self.of_type("LOG") if not levels or m["log"]["level"] in levels]
+
+    def silences(self, kinds: Iterable[str] | None = None) -> list[tuple[float, float]]:
+        """Each stretch (from, to) in which stdout carried no message (of `kinds` only, when given), start to exit."""
+        moments = [
+            at for at, m in zip(self.arrivals, self.messages, strict=True) if kinds is None or m["type"] in kinds
+        ]
+        edges = [0.0, *moments, self.ended]
+        return list(zip(edges, edges[1:], strict=False))
 
     @property
     def text(self) -> str:
@@ -69,12 +85,14 @@ def run_connector(
     flags: Iterable[str] = (),
     after_records: tuple[int, Callable[[], None]] | None = None,
     env: Mapping[str, str] | None = None,
+    timed: bool = False,
 ) -> Run:
     """`source-klaviyo <command> [flags]` with the given files written into `folder` (a str is written as is).
 
     `after_records=(n, action)` calls `action` as soon as the n-th record has been printed, while the
     connector goes on reading (e.g. to change the simulator's faults in the middle of a read). `env`
-    replaces the environment (e.g. conftest's WALL_CLOCK, without the pinned now).
+    replaces the environment (e.g. conftest's WALL_CLOCK, without the pinned now). `timed` notes when
+    each message arrived (Run.arrivals), as a platform reading the pipe sees it.
     """
     args = [CONNECTOR, command, *flags]
     for flag, content in (("--config", config), ("--catalog", catalog), ("--state", state)):
@@ -82,22 +100,24 @@ def run_connector(
             path = folder / f"{flag.strip('-')}.json"
             path.write_text(content if isinstance(content, str) else json.dumps(content))
             args += [flag, str(path)]
-    if after_records is None:
+    if after_records is None and not timed:
         finished = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env)
         return Run(finished.returncode, list(parse_lines(finished.stdout.splitlines())), finished.stderr)
-    count, action = after_records
+    count, action = after_records or (0, lambda: None)
     with tempfile.TemporaryFile("w+") as stderr:
+        started = time.monotonic()
         process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
-        messages, records = [], 0
+        messages, arrivals, records = [], [], 0
         for message in parse_lines(process.stdout):
             messages.append(message)
+            arrivals.append(time.monotonic() - started)
             records += message["type"] == "RECORD"
             if message["type"] == "RECORD" and records == count:
                 action()
         process.stdout.close()
         returncode = process.wait(timeout)
         stderr.seek(0)
-        return Run(returncode, messages, stderr.read())
+        return Run(returncode, messages, stderr.read(), arrivals, time.monotonic() - started)
 
 
 def discovered_catalog(folder: Path, config: dict[str, Any]) -> dict[str, Any]:

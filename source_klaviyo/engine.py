@@ -33,6 +33,12 @@ from source_klaviyo.errors import StreamFailed
 from source_klaviyo.streams import KlaviyoStream
 
 logger = logging.getLogger("airbyte")
+# The logger of the engine's main loop. The CDK logs each failed partition's exception there, with its traceback,
+# at ERROR (ConcurrentReadProcessor.on_exception), and then sends it as the stream's error TRACE: a stream whose
+# windows failed one by one logged a traceback per window. failures_last sends one TRACE per stream and logs its
+# traceback at DEBUG, so the loop's records with a traceback are left out.
+engine_logger = logging.getLogger("airbyte.engine")
+engine_logger.addFilter(lambda record: record.exc_info is None)
 QUEUE_SIZE = 10_000  # records, states and partitions in flight between the workers and stdout (the CDK's default)
 # Partitions submitted and not yet pruned. The CDK prunes finished ones only once this many are listed (its
 # default 10,000): with a page per partition, every finished page's future stayed until 10M events.
@@ -47,7 +53,7 @@ def concurrent_source(
     threads = ThreadPoolExecutor(max_workers=workers + planners, thread_name_prefix="workerpool")
     return ConcurrentSource(
         ThreadPoolManager(threads, logger, max_concurrent_tasks=MAX_PENDING_PARTITIONS),
-        logger,
+        engine_logger,
         slice_logger,
         queue,
         repository,
@@ -90,10 +96,10 @@ def failures_last(
 
     The CDK sends an error per failed partition as it happens, then raises a combined
     config error. Here every record and state that completed goes out first; then
-    one error per failed stream (the first it raised, its secrets masked), the last
-    raised so the command exits non-zero. The streams the key could not read
-    (`blocked`) end INCOMPLETE, and `blocked_error`, which names the scopes they
-    need, is the read's last error.
+    one error per failed stream (the first it raised, its secrets masked, its
+    traceback logged once at DEBUG), the last raised so the command exits non-zero.
+    The streams the key could not read (`blocked`) end INCOMPLETE, and
+    `blocked_error`, which names the scopes they need, is the read's last error.
     """
     failed: dict[str, AirbyteMessage] = {}
     try:
@@ -102,7 +108,9 @@ def failures_last(
                 _mask_secrets(message.trace.error)
                 descriptor = message.trace.error.stream_descriptor
                 if descriptor is not None:
-                    failed.setdefault(descriptor.name, message)
+                    if descriptor.name not in failed:
+                        failed[descriptor.name] = message
+                        logger.debug(f"Stream '{descriptor.name}' failed: {message.trace.error.stack_trace}")
                     continue
             yield message
     except AirbyteTracedException:

@@ -1,27 +1,33 @@
 """How every Klaviyo response maps to retry or a clear error, in one place.
 
 The CDK's HTTP client calls `KlaviyoErrorHandler` for each response or
-transport exception and `RetryAfterBackoff` for how long to wait. Messages say
-what the user should change; none of them quotes the API key (the CDK also
-masks it in every log line and trace).
+transport exception and `RetryAfterBackoff` for how long to wait;
+`KlaviyoHttpClient` retries and says so, one line per retry, and when retries
+run out raises one error that says what to do. Messages say what the user
+should change; none of them quotes the API key (the CDK also masks it in every
+log line and trace).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 import requests
 from airbyte_cdk.models import AirbyteErrorTraceMessage, AirbyteMessage, FailureType, StreamDescriptor
+from airbyte_cdk.sources.streams.http import HttpClient
 from airbyte_cdk.sources.streams.http.error_handlers import (
     BackoffStrategy,
     ErrorResolution,
     HttpStatusErrorHandler,
     ResponseAction,
 )
+from airbyte_cdk.sources.streams.http.exceptions import BaseBackoffException, UserDefinedBackoffException
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_klaviyo.endpoints import DEFAULT_REVISION
@@ -186,6 +192,100 @@ class RetryAfterBackoff(BackoffStrategy):
             return max(0.0, float(value)) if value is not None else None
         except ValueError:
             return None
+
+
+class KlaviyoHttpClient(HttpClient):
+    """The CDK's HTTP client, retrying the way the connector documents and logging each retry once.
+
+    The CDK retries through three nested `backoff` decorators: each retry logs two or three lines (the
+    `backoff` library's "Backing off", the CDK's "Caught retryable error" or "Rate limit exceeded"), and
+    running out logs "Giving up" and the traceback at ERROR, besides the error the stream then fails with.
+    Here a retry logs one line (what failed, which attempt of how many, how long the wait is), and running
+    out raises one error that names the stream, what kept failing and what to do; it reaches the output as
+    the stream's one TRACE (engine.failures_last), which carries the traceback.
+    """
+
+    def _send_with_retry(
+        self,
+        request: requests.PreparedRequest,
+        request_kwargs: Mapping[str, Any],
+        log_formatter: Callable[[requests.Response], Any] | None = None,
+        exit_on_rate_limit: bool | None = False,
+    ) -> requests.Response:
+        """Up to MAX_RETRIES retries within the retry budget: after Retry-After when Klaviyo gave one (+1 s, as it
+        counts whole seconds), else after 1, 2, 4... s, the last wait cut to what is left of the budget."""
+        tries = max(0, self._max_retries) + 1
+        deadline = time.monotonic() + self._max_time
+        attempt = 1
+        while True:
+            outcome = self._attempt(request, request_kwargs, log_formatter, exit_on_rate_limit)
+            if isinstance(outcome, requests.Response):
+                return outcome
+            failure = outcome
+            left = deadline - time.monotonic()
+            asked = failure.backoff + 1 if isinstance(failure, UserDefinedBackoffException) else None
+            wait = asked if asked is not None else min(2.0 ** (attempt - 1), left)
+            if attempt == tries or left <= 0 or wait > left:
+                raise self._retries_ran_out(failure, attempt) from failure
+            self._logger.info(
+                f"{failure} ({request.method} {urlsplit(request.url or '').path}) Attempt {attempt} of {tries} "
+                f"failed; trying again in {round(wait, 1):g} s."
+            )
+            time.sleep(wait)
+            attempt += 1
+
+    def _attempt(
+        self,
+        request: requests.PreparedRequest,
+        request_kwargs: Mapping[str, Any],
+        log_formatter: Callable[[requests.Response], Any] | None,
+        exit_on_rate_limit: bool | None,
+    ) -> requests.Response | BaseBackoffException:
+        """Klaviyo's answer, or the failure the error handler says to retry (any other failure raises)."""
+        try:
+            return self._send(
+                request, request_kwargs, log_formatter=log_formatter, exit_on_rate_limit=exit_on_rate_limit
+            )
+        except BaseBackoffException as failure:
+            return failure
+
+    def _retries_ran_out(self, failure: BaseBackoffException, attempts: int) -> AirbyteTracedException:
+        """The error the stream ends with: which stream, what kept failing, and what to do about it."""
+        budget = f"up to {self._max_retries} times within `retry_budget_seconds` ({self._max_time} s)"
+        again = "sync again later (it resumes where this sync stopped), or raise `retry_budget_seconds`"
+        throttled = isinstance(failure.response, requests.Response) and failure.response.status_code == 429
+        if throttled:
+            message = (
+                f"Klaviyo kept throttling stream '{self._name}' (HTTP 429) while it retried {budget}. Another "
+                f"client may be using the account's API quota: {again}."
+            )
+        else:
+            message = (
+                f"Stream '{self._name}' stopped after retrying {budget}; the last failure: {failure} Klaviyo or "
+                f"the network may be down: {again}."
+            )
+        return AirbyteTracedException(
+            message=message,
+            internal_message=f"Retries ran out after {attempts} attempts: {failure}",
+            failure_type=FailureType.transient_error if throttled else failure.failure_type or FailureType.system_error,
+            stream_descriptor=StreamDescriptor(name=self._name),
+        )
+
+    def _handle_error_resolution(
+        self,
+        response: requests.Response | None,
+        exc: requests.RequestException | None,
+        request: requests.PreparedRequest,
+        error_resolution: ErrorResolution,
+        exit_on_rate_limit: bool | None = False,
+    ) -> None:
+        """An answer the connector maps to IGNORE is one its caller reads and reports in its own words (a probe
+        reads the status, a per-parent stream warns of a deleted parent, a report stops at its daily cap); the
+        CDK would log it too, at INFO, whether or not the caller has anything to say about it."""
+        if error_resolution.response_action == ResponseAction.IGNORE:
+            self._evict_key(request)  # what the CDK does for an answer it will not retry
+            return
+        super()._handle_error_resolution(response, exc, request, error_resolution, exit_on_rate_limit)
 
 
 class StreamFailed(AirbyteTracedException):

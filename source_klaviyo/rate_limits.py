@@ -11,6 +11,7 @@ each one would stall every thread for a minute while Klaviyo asked for a second.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import threading
@@ -49,6 +50,11 @@ PACED_ABOVE = 10
 MIN_WAIT_SECONDS = 0.001
 # The one query parameter a policy matches on: profiles with predictive analytics have their own limits.
 PREDICTIVE_PARAM = "additional-fields[profile]"
+# A wait for a window longer than this is announced before it starts (the Reporting API's 2 requests a minute
+# make waits of up to a minute): the log says why the connector is quiet, and for how long.
+LONG_WAIT_SECONDS = 30
+
+logger = logging.getLogger("airbyte")
 
 
 def usable(limit: int) -> int:
@@ -103,7 +109,8 @@ class KlaviyoAPIBudget(HttpAPIBudget):
         rounded down to 0 ms. Callers of one policy now wait their turn on its lock, and only the first in line
         polls the window, at most every millisecond.
 
-        Every request passes here before it is sent, retries too: after a SIGTERM, none starts (shutdown.py)."""
+        Every request passes here before it is sent, retries too: after a SIGTERM, none starts (shutdown.py). A
+        wait longer than LONG_WAIT_SECONDS is logged before it starts, naming the endpoint and how long it is."""
         policy, counted = self._match(request)
         if policy is None or not block or timeout is not None:
             stop_point()
@@ -116,7 +123,14 @@ class KlaviyoAPIBudget(HttpAPIBudget):
                     super().acquire_call(counted, block=False)
                     return
                 except CallRateLimitHit as hit:
-                    time.sleep(max(hit.time_to_wait.total_seconds(), MIN_WAIT_SECONDS))
+                    wait = max(hit.time_to_wait.total_seconds(), MIN_WAIT_SECONDS)
+                    if wait > LONG_WAIT_SECONDS:
+                        path = urlsplit(counted.url or "").path
+                        logger.info(
+                            f"Klaviyo's rate limit on {counted.method} {path}: the next request waits {wait:.0f} s for "
+                            "its window."
+                        )
+                    time.sleep(wait)
 
     def get_calls_left_from_response(self, response: requests.Response) -> int | None:
         if response.status_code in self._status_codes_for_ratelimit_hit:

@@ -208,12 +208,18 @@ class StoppingQueue(Queue[QueueItem]):
         self._repeats: list[AirbyteMessage] | None = None  # the states to hand out again before the end
 
     def get(self, block: bool = True, timeout: float | None = None) -> QueueItem:
-        """The engine's loop calls get() and blocks; here it waits POLL at a time, so as to notice a stop."""
+        """The engine's loop calls get() and blocks; here it waits POLL at a time, so as to notice a stop.
+
+        The CDK's print buffer writes what it holds only when a write comes 0.1 s after its last flush: the last
+        lines before a quiet spell (a STATE, the log line announcing a long wait) would stay in it until the next
+        line, a minute later. Each POLL that brings nothing flushes it."""
         self.reading = True
         item = None
         while item is None and not self._stop.is_set():
             with contextlib.suppress(Empty):
                 item = super().get(timeout=POLL)
+            if item is None:
+                PRINT_BUFFER.flush()
         if not self._stop.is_set():
             assert item is not None, "without a stop, the loop above ends only once it has an item"
             return self._handed_out(item)

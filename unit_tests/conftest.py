@@ -1,14 +1,13 @@
 from __future__ import annotations
 
+import time
 import types
 from collections.abc import Iterator
 
-import backoff._sync
 import pytest
-from airbyte_cdk.sources.streams.http import rate_limiting
 
+from source_klaviyo import errors, windows
 from source_klaviyo import source as source_module
-from source_klaviyo import windows
 from source_klaviyo.endpoints import INCLUDE_ENDPOINTS, REVISIONS, endpoint
 from source_klaviyo.errors import CONNECT_TIMEOUT
 from source_klaviyo.rate_limits import KlaviyoAPIBudget
@@ -44,9 +43,7 @@ def api(requests_mock, contract: KlaviyoContract) -> Iterator[object]:
 def backoff_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """Retry waits are recorded instead of slept (the API budget's own short waits still run)."""
     sleeps: list[float] = []
-    fake_time = types.SimpleNamespace(sleep=sleeps.append)
-    monkeypatch.setattr(backoff._sync, "time", fake_time)
-    monkeypatch.setattr(rate_limiting, "time", fake_time)
+    monkeypatch.setattr(errors, "time", types.SimpleNamespace(sleep=sleeps.append, monotonic=time.monotonic))
     return sleeps
 
 

@@ -204,6 +204,13 @@ def test_the_spec_accepts_exactly_what_the_model_accepts(raw):
     assert spec_accepts == model_accepts
 
 
+@pytest.mark.parametrize("example", SPEC["properties"]["metric_aggregates"]["examples"])
+def test_each_metric_aggregates_example_the_form_shows_is_a_query_the_connector_runs(example):
+    raw = config(metric_aggregates=example)
+    assert Draft7Validator(SPEC).is_valid(raw)
+    assert parse_config(raw, NOW).metric_aggregates, "at least one query"
+
+
 def test_discover_with_bad_config_on_the_cli_exits_with_one_config_error(tmp_path, capfd):
     path = tmp_path / "config.json"
     path.write_text(json.dumps({"api_key": "wrong"}))

@@ -139,6 +139,42 @@ def test_server_errors_and_timeouts_are_retried_with_backoff(api, backoff_sleeps
     assert backoff_sleeps == [1, 2], "exponential backoff between the tries"
 
 
+def test_each_retry_logs_one_line_saying_what_failed_which_attempt_and_the_wait(api, backoff_sleeps):
+    serve_templates(api, [{"status_code": 503}, {"status_code": 502}, {"json": PAGE}])
+    output = run_read(config(), {"templates": SyncMode.incremental})
+
+    mentions = [log.log for log in output.logs if "HTTP 50" in log.log.message or "retry" in log.log.message.lower()]
+    assert [(log.level.name, log.message) for log in mentions] == [
+        (
+            "INFO",
+            "Klaviyo answered HTTP 503 (server error) to stream 'templates'. (GET /api/templates) "
+            "Attempt 1 of 9 failed; trying again in 1 s.",
+        ),
+        (
+            "INFO",
+            "Klaviyo answered HTTP 502 (server error) to stream 'templates'. (GET /api/templates) "
+            "Attempt 2 of 9 failed; trying again in 2 s.",
+        ),
+    ]
+
+
+def test_retries_that_run_out_end_in_one_error_and_log_no_traceback(api, backoff_sleeps):
+    serve_templates(api, [{"status_code": 503}])
+    output = run_read(config(), {"templates": SyncMode.incremental}, expect_failure=True)
+
+    retries = [log.log.message for log in output.logs if "trying again in" in log.log.message]
+    assert [message.split(" Attempt ")[1].split(" failed")[0] for message in retries] == [
+        f"{n} of 9" for n in range(1, 9)
+    ]
+    assert not [log for log in output.logs if log.log.level.name in ("WARN", "ERROR", "FATAL")]
+    assert not [log for log in output.logs if "Traceback" in log.log.message]
+    (error,) = output.errors
+    assert (
+        error.trace.error.stream_descriptor.name == "templates"
+        and "stopped after retrying" in error.trace.error.message
+    )
+
+
 def test_connection_errors_and_truncated_bodies_are_retried(api, backoff_sleeps):
     import requests
 

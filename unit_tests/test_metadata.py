@@ -10,6 +10,9 @@ from pathlib import Path
 
 import yaml
 
+from source_klaviyo.endpoints import KLAVIYO_API_URL, REVISIONS
+from source_klaviyo.errors import CONNECT_TIMEOUT
+from source_klaviyo.rate_limits import build_budget
 from source_klaviyo.streams import STREAM_CLASSES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,3 +113,24 @@ def test_the_base_image_is_the_dockerfiles_pinned_by_digest():
     (base,) = re.findall(r"^ARG BASE_IMAGE=(\S+)$", dockerfile, flags=re.M)
     assert DATA["connectorBuildOptions"]["baseImage"] == base
     assert re.search(r"@sha256:[0-9a-f]{64}$", base), "pinned by digest"
+
+
+def test_the_heartbeat_outlasts_the_longest_time_the_connector_can_go_without_a_record_or_state():
+    """The platform fails a sync whose source sends no RECORD or STATE for maxSecondsBetweenMessages (its heartbeat
+    counts no log line or stream status). The longest the connector goes without one: a request retried for the
+    whole retry budget, whose last try waits out an endpoint's window, connects and answers within the read
+    timeout (each at the largest value the spec allows)."""
+    spec = json.loads((ROOT / "source_klaviyo" / "spec.json").read_text())["connectionSpecification"]["properties"]
+    windows = [
+        rate.interval / 1000
+        for revision in REVISIONS
+        for policy in build_budget(KLAVIYO_API_URL, revision)._policies
+        for rate in policy._bucket.rates
+    ]
+    longest = (
+        spec["retry_budget_seconds"]["maximum"]
+        + max(windows)
+        + CONNECT_TIMEOUT
+        + spec["request_timeout_seconds"]["maximum"]
+    )
+    assert longest < DATA["maxSecondsBetweenMessages"] <= 1.1 * longest, (longest, DATA["maxSecondsBetweenMessages"])

@@ -16,6 +16,15 @@ from typing import Any
 import pytest
 
 SPEC = json.loads((Path(__file__).parents[1] / "source_klaviyo" / "spec.json").read_text())["connectionSpecification"]
+# The settings that change how the connector reads, not what: the UI keeps them out of sight until asked for.
+ADVANCED = {
+    "api_url",
+    "request_timeout_seconds",
+    "retry_budget_seconds",
+    "num_workers",
+    "revision",
+    "legacy_v1_campaigns",
+}
 SECRET_WORDS = ("key", "token", "secret", "password", "credential", "jwt", "certificate")
 FORBIDDEN = ("not", "anyOf", "allOf", "patternProperties", "prefixItems", "if", "then", "else")
 
@@ -88,11 +97,43 @@ def test_secret_named_fields_are_marked_airbyte_secret(rule):
     assert SPEC["properties"]["api_key"]["airbyte_secret"] is True
 
 
-def test_order_is_unique_at_each_level():
+def test_order_is_unique_within_each_group_and_each_nested_object():
+    """The UI orders a group's fields, and a nested object's, by `order`; a duplicate has no place."""
     for path, schema in schemas():
-        orders = [prop["order"] for prop in schema.get("properties", {}).values() if "order" in prop]
-        assert len(orders) == len(set(orders)), f"{path}: {orders}"
+        levels: dict[str, list[int]] = {}
+        for prop in schema.get("properties", {}).values():
+            if "order" in prop:
+                levels.setdefault(prop.get("group", ""), []).append(prop["order"])
+        for group, orders in levels.items():
+            assert len(orders) == len(set(orders)), f"{path} {group}: {orders}"
     assert all("order" in prop for prop in SPEC["properties"].values()), "every top-level field has its place"
+
+
+def test_every_top_level_field_sits_in_one_declared_group_and_no_nested_field_names_one():
+    """The UI draws one card per group, in the order of `groups`; it allows `group` on top-level fields only."""
+    declared = [group["id"] for group in SPEC["groups"]]
+    assert declared == ["connection", "what_to_read", "reports", "advanced"]
+    assert all(group.get("title") for group in SPEC["groups"]), "each card says what it holds"
+    for name, prop in SPEC["properties"].items():
+        assert prop.get("group") in declared, f"{name} is in no declared group"
+    assert {prop["group"] for prop in SPEC["properties"].values()} == set(declared), "no group is empty"
+    nested = [
+        path for path, schema in schemas() if path != "/" and "group" in schema and path.count("/properties/") > 1
+    ]
+    assert not nested, nested
+
+
+def test_advanced_settings_start_collapsed_and_every_other_field_shows():
+    """The UI folds a group's optional fields into its "Optional fields" section unless they say `always_show`:
+    the advanced settings stay folded there (still editable; `airbyte_hidden` would take them out of the UI)."""
+    advanced = {name for name, prop in SPEC["properties"].items() if prop["group"] == "advanced"}
+    assert advanced >= ADVANCED
+    for name, prop in SPEC["properties"].items():
+        assert not prop.get("airbyte_hidden"), f"{name} can be set in the UI"
+        if name in advanced:
+            assert name not in SPEC["required"] and not prop.get("always_show"), f"{name} starts folded"
+        else:
+            assert name in SPEC["required"] or prop.get("always_show") is True, f"{name} shows from the start"
 
 
 def test_date_fields_carry_a_pattern_and_a_pattern_descriptor():
@@ -108,7 +149,8 @@ def test_additional_properties_are_never_closed():
         assert schema.get("additionalProperties", True) is True, path
 
 
-def test_the_metric_aggregates_query_is_a_multiline_json_text_field():
+def test_the_metric_aggregates_query_is_a_multiline_json_text_field_whose_examples_show_both_shapes():
     field = SPEC["properties"]["metric_aggregates"]
-    assert field["type"] == "string" and field["multiline"] is True
-    assert all(isinstance(json.loads(example), dict) for example in field["examples"])
+    assert field["type"] == "string" and field["multiline"] is True and field["always_show"] is True
+    shapes = [type(json.loads(example)) for example in field["examples"]]
+    assert shapes == [dict, list], "one query, and a list of named queries"

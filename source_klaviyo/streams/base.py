@@ -12,8 +12,7 @@ ConcurrentCursor (see `state.py`).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, MutableMapping
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
@@ -23,9 +22,8 @@ from airbyte_cdk.sources.connector_state_manager import ConnectorStateManager
 from airbyte_cdk.sources.message import MessageRepository
 from airbyte_cdk.sources.streams.concurrent.cursor import Cursor
 from airbyte_cdk.sources.streams.concurrent.partitions.partition_generator import PartitionGenerator
-from airbyte_cdk.sources.streams.http import HttpClient, HttpStream
+from airbyte_cdk.sources.streams.http import HttpStream
 from airbyte_cdk.sources.streams.http.error_handlers import ErrorResolution, ResponseAction
-from airbyte_cdk.sources.streams.http.exceptions import BaseBackoffException
 from airbyte_cdk.sources.streams.http.requests_native_auth import TokenAuthenticator
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from requests.auth import AuthBase
@@ -33,7 +31,13 @@ from requests.auth import AuthBase
 from source_klaviyo.clock import format_klaviyo_datetime, parse_klaviyo_datetime
 from source_klaviyo.config import KlaviyoConfig
 from source_klaviyo.endpoints import DEFAULT_REVISION, INCLUDE_ENDPOINTS, Endpoint, endpoint
-from source_klaviyo.errors import CONNECT_TIMEOUT, MAX_RETRIES, KlaviyoErrorHandler, RetryAfterBackoff, json_body
+from source_klaviyo.errors import (
+    CONNECT_TIMEOUT,
+    KlaviyoErrorHandler,
+    KlaviyoHttpClient,
+    RetryAfterBackoff,
+    json_body,
+)
 from source_klaviyo.incoming_state import Resumes
 from source_klaviyo.planning import slot
 from source_klaviyo.state import SLICE_END, SLICE_START, build_cursor
@@ -82,6 +86,7 @@ class KlaviyoStream(HttpStream, ABC):
         self._window_start = context.config.backfill_start(self.name, context.now)
         self._authenticator = self.authenticator(context.config.api_key.get_secret_value())
         super().__init__(authenticator=self._authenticator, api_budget=context.budget)
+        self._http_client = self.http_client(self.get_error_handler())  # the CDK built its own: replaced
 
     @classmethod
     def missing_setting(cls, config: KlaviyoConfig) -> str | None:
@@ -301,38 +306,6 @@ class KlaviyoStream(HttpStream, ABC):
                     record[field] = linkage["id"]
         return record
 
-    def _fetch_next_page(self, *args: Any, **kwargs: Any) -> tuple[requests.PreparedRequest, requests.Response]:
-        with self.retries_explained():
-            return super()._fetch_next_page(*args, **kwargs)
-
-    @contextmanager
-    def retries_explained(self) -> Iterator[None]:
-        """When retries run out the CDK says "API rate limit exceeded." or "Exhausted available request
-        attempts"; say which stream, what kept failing, and what to do about it."""
-        try:
-            yield
-        except AirbyteTracedException as error:
-            cause = error.__context__
-            if not isinstance(cause, BaseBackoffException):
-                raise
-            budget = f"up to {MAX_RETRIES} times within `retry_budget_seconds` ({self._config.retry_budget_seconds} s)"
-            again = "sync again later (it resumes where this sync stopped), or raise `retry_budget_seconds`"
-            if error.message == "API rate limit exceeded.":
-                message = (
-                    f"Klaviyo kept throttling stream '{self.name}' (HTTP 429) while it retried {budget}. Another "
-                    f"client may be using the account's API quota: {again}."
-                )
-            else:
-                message = (
-                    f"Stream '{self.name}' stopped after retrying {budget}; the last failure: {cause} Klaviyo or "
-                    f"the network may be down: {again}."
-                )
-            raise AirbyteTracedException(
-                message=message,
-                internal_message=error.internal_message,
-                failure_type=error.failure_type,
-            ) from error
-
     def get_error_handler(self) -> KlaviyoErrorHandler:
         return KlaviyoErrorHandler(
             self.logger, self.name, self.scope, self._config.revision, self._retry_budget, **self.error_overrides()
@@ -349,6 +322,17 @@ class KlaviyoStream(HttpStream, ABC):
     def get_backoff_strategy(self) -> RetryAfterBackoff:
         return RetryAfterBackoff()
 
+    def http_client(self, error_handler: KlaviyoErrorHandler) -> KlaviyoHttpClient:
+        """A client for this stream's requests, under the read's budget, answered through `error_handler`."""
+        return KlaviyoHttpClient(
+            name=self.name,
+            logger=self.logger,
+            error_handler=error_handler,
+            api_budget=self._budget,
+            authenticator=self._authenticator,
+            backoff_strategy=self.get_backoff_strategy(),
+        )
+
     def probe(self) -> int | None:
         """HTTP status of a one-record request: 200, or 401/403/410 when the key, its scopes or
         the endpoint fall short; None when there is nothing to ask (the stream has no query).
@@ -358,25 +342,19 @@ class KlaviyoStream(HttpStream, ABC):
         request = self.probe_request()
         if request is None:
             return None
-        client = HttpClient(
-            name=self.name,
-            logger=self.logger,
-            error_handler=_AccessProbeHandler(
+        client = self.http_client(
+            _AccessProbeHandler(
                 self.logger, self.name, self.scope, self._config.revision, self._retry_budget, **self.error_overrides()
-            ),
-            api_budget=self._budget,
-            authenticator=self._authenticator,
-            backoff_strategy=self.get_backoff_strategy(),
-        )
-        with self.retries_explained():
-            _, response = client.send_request(
-                request.get("method", "GET"),
-                self._join_url(self.url_base, self.path()),
-                request_kwargs=self.request_kwargs(),
-                headers=self.request_headers(),
-                params=request.get("params"),
-                json=request.get("json"),
             )
+        )
+        _, response = client.send_request(
+            request.get("method", "GET"),
+            self._join_url(self.url_base, self.path()),
+            request_kwargs=self.request_kwargs(),
+            headers=self.request_headers(),
+            params=request.get("params"),
+            json=request.get("json"),
+        )
         return response.status_code
 
     def probe_request(self) -> Mapping[str, Any] | None:
@@ -486,11 +464,7 @@ class _AccessProbeHandler(KlaviyoErrorHandler):
 
     def interpret_response(self, response_or_exception: Any = None) -> ErrorResolution:
         if isinstance(response_or_exception, requests.Response) and response_or_exception.status_code in PROBE_ANSWERS:
-            return ErrorResolution(
-                ResponseAction.IGNORE,
-                None,
-                f"Probe of stream '{self._stream_name}': HTTP {response_or_exception.status_code}",
-            )
+            return ErrorResolution(ResponseAction.IGNORE)
         return super().interpret_response(response_or_exception)
 
 

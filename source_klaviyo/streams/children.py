@@ -91,8 +91,8 @@ class ChildStream(KlaviyoStream, ABC):
         return request
 
     def error_overrides(self) -> Mapping[str, Any]:
-        gone = ErrorResolution(ResponseAction.IGNORE, None, f"A parent of stream '{self.name}' no longer exists.")
-        return {"overrides": {404: gone}}
+        # A parent deleted since it was listed: read_parent skips it with a warning (a probe's parent never existed).
+        return {"overrides": {404: ErrorResolution(ResponseAction.IGNORE)}}
 
     def read_parent(self, parent_id: str, start: ResumePoint) -> Iterator[ParentPage]:
         """The parent's children (changed since `start.since`, when given), each naming its parent, a page at a time.

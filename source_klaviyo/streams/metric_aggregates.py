@@ -145,14 +145,13 @@ class MetricAggregates(KlaviyoStream):
     def _pages(self, query: AggregateQuery, start: datetime, end: datetime) -> Iterator[tuple[list[str], list[Any]]]:
         cursor = None
         while True:
-            with self.retries_explained():
-                _, response = self._http_client.send_request(
-                    "POST",
-                    self._join_url(self.url_base, self.path()),
-                    request_kwargs=self.request_kwargs(),
-                    headers=self.request_headers(),
-                    json=body(query, start, end, cursor),
-                )
+            _, response = self._http_client.send_request(
+                "POST",
+                self._join_url(self.url_base, self.path()),
+                request_kwargs=self.request_kwargs(),
+                headers=self.request_headers(),
+                json=body(query, start, end, cursor),
+            )
             document = json_body(response)
             attributes = document["data"]["attributes"]
             yield attributes["dates"], attributes["data"]

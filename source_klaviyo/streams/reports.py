@@ -65,7 +65,7 @@ class ReportErrorHandler(KlaviyoErrorHandler):
 
     def interpret_response(self, response_or_exception: Any = None) -> ErrorResolution:
         if isinstance(response_or_exception, requests.Response) and daily_limit_reached(response_or_exception):
-            return ErrorResolution(ResponseAction.IGNORE, None, f"{self._stream_name}: Klaviyo's daily limit")
+            return ErrorResolution(ResponseAction.IGNORE)
         return super().interpret_response(response_or_exception)
 
 
@@ -191,15 +191,14 @@ class ReportStream(KlaviyoStream):
         while url:
             if self.report_cursor.spent >= per_day:
                 raise our_quota(per_day, f"/api/{self.endpoint_name}", self._now)
-            with self.retries_explained():
-                _, response = self._http_client.send_request(
-                    "POST",
-                    url,
-                    request_kwargs=self.request_kwargs(),
-                    headers=self.request_headers(),
-                    # HttpClient types `data` as str or a mapping; requests sends these bytes as they are.
-                    data=orjson.dumps(self.body(period)),  # type: ignore[arg-type]
-                )
+            _, response = self._http_client.send_request(
+                "POST",
+                url,
+                request_kwargs=self.request_kwargs(),
+                headers=self.request_headers(),
+                # HttpClient types `data` as str or a mapping; requests sends these bytes as they are.
+                data=orjson.dumps(self.body(period)),  # type: ignore[arg-type]
+            )
             if daily_limit_reached(response):
                 raise klaviyo_quota(response, self._now)
             self.report_cursor.spend()
