@@ -869,6 +869,44 @@ def an_error_handler_takes_a_mapping_and_retry_bounds() -> None:
     binds(find(f"{handlers}:BackoffStrategy.backoff_time"), "response_or_exception", "attempt_count")
 
 
+@internal(
+    "HttpClient._send_with_retry(request, request_kwargs, log_formatter, exit_on_rate_limit)",
+    "source_klaviyo/errors.py (KlaviyoHttpClient)",
+    "to retry the way the connector documents, one log line per retry: KlaviyoHttpClient overrides it, and "
+    "send_request must still call it for every request",
+)
+def send_request_retries_through_send_with_retry() -> None:
+    client = find("airbyte_cdk.sources.streams.http.http_client:HttpClient")
+    binds(client._send_with_retry, "request", "request_kwargs", keywords=("log_formatter", "exit_on_rate_limit"))
+    assert "self._send_with_retry(" in inspect.getsource(client.send_request), "send_request no longer calls it"
+
+
+@internal(
+    "HttpClient._send, _max_retries, _max_time, _name, _logger",
+    "source_klaviyo/errors.py (KlaviyoHttpClient)",
+    "to send one try (the budget, the error handler: a retryable answer raises a BaseBackoffException), within "
+    "the error handler's tries and time (the properties the CDK's own loop reads), naming the stream it logs for",
+)
+def send_makes_one_try_and_the_client_knows_its_retry_budget() -> None:
+    client = find("airbyte_cdk.sources.streams.http.http_client:HttpClient")
+    binds(client._send, "request", "request_kwargs", keywords=("log_formatter", "exit_on_rate_limit"))
+    assert isinstance(client._max_retries, property) and isinstance(client._max_time, property)
+    source = inspect.getsource(client.__init__)
+    assert "self._name = name" in source and "self._logger = logger" in source, "the client's name or logger moved"
+
+
+@internal(
+    "HttpClient._handle_error_resolution(response, exc, request, error_resolution, exit_on_rate_limit), _evict_key",
+    "source_klaviyo/errors.py (KlaviyoHttpClient)",
+    "to keep an IGNORE answer unlogged (its caller reports it): the override returns early for IGNORE after "
+    "doing what the CDK does for an answer it will not retry, evicting the request's cache key",
+)
+def handle_error_resolution_and_evict_key_keep_their_shape() -> None:
+    client = find("airbyte_cdk.sources.streams.http.http_client:HttpClient")
+    binds(client._handle_error_resolution, "response", "exc", "request", "error_resolution", "exit_on_rate_limit")
+    binds(client._evict_key, "prepared_request")
+
+
 # -- the API budget: rate_limits.py, shutdown.py ------------------------------------------------------------------
 
 
