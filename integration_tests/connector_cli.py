@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,14 +69,16 @@ def run_connector(
     flags: Iterable[str] = (),
     after_records: tuple[int, Callable[[], None]] | None = None,
     env: Mapping[str, str] | None = None,
+    program: Sequence[str] = (CONNECTOR,),
 ) -> Run:
     """`source-klaviyo <command> [flags]` with the given files written into `folder` (a str is written as is).
 
     `after_records=(n, action)` calls `action` as soon as the n-th record has been printed, while the
     connector goes on reading (e.g. to change the simulator's faults in the middle of a read). `env`
-    replaces the environment (e.g. conftest's WALL_CLOCK, without the pinned now).
+    replaces the environment (e.g. conftest's WALL_CLOCK, without the pinned now). `program` runs the
+    connector another way (scaled_connector.py's budget for the simulator's scaled windows).
     """
-    args = [CONNECTOR, command, *flags]
+    args = [*program, command, *flags]
     for flag, content in (("--config", config), ("--catalog", catalog), ("--state", state)):
         if content is not None:
             path = folder / f"{flag.strip('-')}.json"

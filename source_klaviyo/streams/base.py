@@ -36,6 +36,7 @@ from source_klaviyo.endpoints import DEFAULT_REVISION, INCLUDE_ENDPOINTS, Endpoi
 from source_klaviyo.errors import CONNECT_TIMEOUT, MAX_RETRIES, KlaviyoErrorHandler, RetryAfterBackoff, json_body
 from source_klaviyo.incoming_state import Resumes
 from source_klaviyo.planning import slot
+from source_klaviyo.rate_limits import whole_share
 from source_klaviyo.state import SLICE_END, SLICE_START, build_cursor
 from source_klaviyo.streams.context import StreamContext
 
@@ -119,7 +120,8 @@ class KlaviyoStream(HttpStream, ABC):
 
     @property
     def steady_per_minute(self) -> int:
-        return self._endpoint.steady_per_minute
+        """The endpoint's steady limit, as far as this connector's `rate_limit_share` of it goes."""
+        return whole_share(self._endpoint.steady_per_minute, self._config.rate_limit_share)
 
     def includes(self) -> tuple[str, ...]:
         """What `include=` asks for: the stream's includes, less those whose scope the key lacks."""
