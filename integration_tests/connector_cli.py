@@ -7,7 +7,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,15 +86,17 @@ def run_connector(
     after_records: tuple[int, Callable[[], None]] | None = None,
     env: Mapping[str, str] | None = None,
     timed: bool = False,
+    program: Sequence[str] = (CONNECTOR,),
 ) -> Run:
     """`source-klaviyo <command> [flags]` with the given files written into `folder` (a str is written as is).
 
     `after_records=(n, action)` calls `action` as soon as the n-th record has been printed, while the
     connector goes on reading (e.g. to change the simulator's faults in the middle of a read). `env`
     replaces the environment (e.g. conftest's WALL_CLOCK, without the pinned now). `timed` notes when
-    each message arrived (Run.arrivals), as a platform reading the pipe sees it.
+    each message arrived (Run.arrivals), as a platform reading the pipe sees it. `program` runs the
+    connector another way (scaled_connector.py's budget for the simulator's scaled windows).
     """
-    args = [CONNECTOR, command, *flags]
+    args = [*program, command, *flags]
     for flag, content in (("--config", config), ("--catalog", catalog), ("--state", state)):
         if content is not None:
             path = folder / f"{flag.strip('-')}.json"

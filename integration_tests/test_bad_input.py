@@ -496,7 +496,7 @@ def test_fuzzed_state_files_resume_or_say_why_not_and_never_end_in_a_traceback(
     resumed or named in a log line (the connector says what it did with every state it was given); a file no state
     can be taken from is one config error; never a traceback. In process, against a tiny account, with the rate
     limits off on both sides (the report endpoints allow 2 requests a minute; rate limits are not under test here)."""
-    monkeypatch.setattr(source_module, "build_budget", lambda api_url, revision: KlaviyoAPIBudget(policies=[]))
+    monkeypatch.setattr(source_module, "build_budget", lambda *_: KlaviyoAPIBudget(policies=[]))
     outcomes: Counter[str] = Counter()
     with Simulator(Dataset(seed=5, now=NOW, sizes=TINY), Faults(rate_limit_scale=0)).run_in_thread() as sim:
         config = all_history_config(sim.dataset, sim.url)

@@ -341,11 +341,20 @@ def test_rate_limits_answer_429_with_retry_after_past_the_burst(klaviyo_sim):
     assert ok.headers["RateLimit-Limit"] == "1" and ok.headers["RateLimit-Remaining"] == "0"
 
 
-def test_a_competing_client_leaves_a_smaller_share_of_each_window(klaviyo_sim):
-    klaviyo_sim.faults.competing_share = 0.5  # lists: 75/s -> 37 left for us
-    klaviyo_sim.limiter.clock = lambda: 1_000_000.25  # one window for all 45 requests, however slow
+def test_the_other_client_s_calls_so_far_in_a_window_leave_ours_the_rest_of_it(klaviyo_sim):
+    klaviyo_sim.faults.competing_share = 0.5  # lists: 37 of the 75 calls a second are the other client's
+    klaviyo_sim.limiter.clock = lambda: 1_000_000.99  # late in one second: the other client has made them all
     statuses = Counter(get(klaviyo_sim, "lists").status_code for _ in range(45))
-    assert statuses == {200: 37, 429: 8}
+    assert statuses == {200: 38, 429: 7}
+    assert klaviyo_sim.stats["competitor_429"] == 0, "we kept to the 38 left to us"
+
+
+def test_our_calls_beyond_our_share_early_in_a_window_crowd_out_the_other_client_s_later_calls(klaviyo_sim):
+    klaviyo_sim.faults.competing_share = 0.5
+    klaviyo_sim.limiter.clock = lambda: 1_000_000.01  # early in one second: the other client has made none yet
+    statuses = Counter(get(klaviyo_sim, "lists").status_code for _ in range(45))
+    assert statuses == {200: 45}
+    assert klaviyo_sim.stats["competitor_429"] == 45 - 38, "its 37 calls find room for 30"
 
 
 @pytest.mark.parametrize(
@@ -1355,6 +1364,16 @@ def test_the_daily_cap_answers_429_until_midnight_or_the_next_quota_day(reportin
     assert [post_report(sim, "flow-values", attributes).status_code for _ in range(3)] == [200, 200, 429]
     sim.daily_cap = 225
     assert post_report(sim, "flow-values", attributes).status_code == 200
+
+
+def test_the_other_client_spends_its_share_of_the_report_day_across_the_day(reporting_sim):
+    sim = reporting_sim
+    sim.daily_cap, sim.faults.competing_share = 10, 0.5  # 5 requests a day are the other client's
+    sim.limiter.clock = lambda: 1_800_000_000.5  # 08:00 UTC: a third of the day, 2 of its 5 made
+    attributes = report_attributes(sim.dataset, "flow-values")
+    statuses = [post_report(sim, "flow-values", attributes).status_code for _ in range(9)]
+    assert statuses == [200] * 8 + [429]
+    assert sim.stats["competitor_429"] == 8 - 5, "its 3 requests later in the day find the day spent"
 
 
 def test_paged_reports_follow_links_next_with_the_same_body():

@@ -70,6 +70,8 @@ MAX_EVENT_LOOKBACK_HOURS = 720
 MAX_NUM_WORKERS = 50
 # A backfill window longer than this reaches before Klaviyo existed; the bound keeps `now - window` in range.
 MAX_WINDOW_DAYS = 36_500
+# The least share of Klaviyo's rate limits a sync may be held to: below it a first sync of a large account takes days.
+MIN_RATE_LIMIT_SHARE = 0.1
 # Shorter strings cannot be a Klaviyo key (pk_ and 34 characters); masking them would garble the message.
 MIN_MASKED_LENGTH = 8
 
@@ -150,6 +152,9 @@ class KlaviyoConfig(BaseModel):
     campaign_reports_by_variation: bool = False
     request_timeout_seconds: int = Field(default=60, ge=1, le=600)
     retry_budget_seconds: int = Field(default=600, ge=MIN_RETRY_BUDGET, le=3600)
+    # The part of each of Klaviyo's per-account windows (burst, steady, the Reporting API's day) this connector
+    # takes; the account's other apps share the rest (rate_limits.py says how it combines with the headroom).
+    rate_limit_share: float = 1.0
 
     @field_validator("api_key")
     @classmethod
@@ -196,6 +201,16 @@ class KlaviyoConfig(BaseModel):
         if any(not isinstance(item, str) or not item.strip() for item in value):
             raise ValueError("must list metric ids or names, none of them empty")
         return list(dict.fromkeys(item.strip() for item in value))
+
+    @field_validator("rate_limit_share")
+    @classmethod
+    def _share(cls, value: float) -> float:
+        if not MIN_RATE_LIMIT_SHARE <= value <= 1:
+            raise ValueError(
+                f"must be from {MIN_RATE_LIMIT_SHARE} to 1.0, got {value}: the share of each of Klaviyo's rate "
+                "limits this connector uses (1.0 all of it; 0.5 leaves half to the account's other apps)"
+            )
+        return value
 
     @field_validator("api_url")
     @classmethod

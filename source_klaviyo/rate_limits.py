@@ -7,6 +7,13 @@ RateLimit-Remaining of 0 fills that endpoint's window so all its threads pause
 together. A 429 leaves the budget alone: it says how long to wait (Retry-After,
 honoured per request by the error handler), and filling the minute window on
 each one would stall every thread for a minute while Klaviyo asked for a second.
+
+The windows are the account's, shared with the store's other apps. `rate_limit_share`
+is the part of each window this connector may take; HEADROOM applies on top of it:
+a window of `limit` calls gives usable(limit, share) = floor(limit × share × HEADROOM),
+at least 1. A window of which the share is only a call or two keeps its whole calls
+over a longer interval instead (see _rate), and the Reporting API's daily quota
+gives floor(225 × share) (whole_share).
 """
 
 from __future__ import annotations
@@ -57,8 +64,16 @@ LONG_WAIT_SECONDS = 30
 logger = logging.getLogger("airbyte")
 
 
-def usable(limit: int) -> int:
-    return max(1, int(limit * HEADROOM))
+def usable(limit: int, share: float = 1.0) -> int:
+    """The calls of a window of `limit` this connector spends in it: its share, less HEADROOM, at least one."""
+    return max(1, math.floor(limit * share * HEADROOM))
+
+
+def whole_share(limit: int, share: float) -> int:
+    """The whole calls of `share` of a window of `limit`, at least one. The Reporting API's daily quota is spent up
+    to this, without HEADROOM: the stream's state counts the day request by request, and no latency can move a
+    request across its edge the way it can across a second's."""
+    return max(1, math.floor(limit * share))
 
 
 class KlaviyoAPIBudget(HttpAPIBudget):
@@ -139,27 +154,37 @@ class KlaviyoAPIBudget(HttpAPIBudget):
         return int(match.group(1)) if match else None
 
 
-def _rate(limit: int, interval: timedelta) -> Rate:
-    """HEADROOM of `limit` per `interval`; a limit too small to lose a call (the Reporting API's 1/s and 2/m,
-    where 90% would round down to half) keeps its count over an interval stretched by the same margin."""
-    if limit < SMALL_LIMIT:
-        return Rate(limit=limit, interval=interval / HEADROOM)
-    return Rate(limit=usable(limit), interval=interval)
+def _rate(limit: int, interval: timedelta, share: float) -> Rate:
+    """usable(limit, share) calls per `interval`, unless the share is under SMALL_LIMIT calls, where rounding would
+    cost much of it (the Reporting API's 2/m: 90% rounds down to half) or take more than it (a share under one call,
+    the Reporting API's 1/s at any share below 1, any small window at 0.1: "at least one" per window is more).
+    There the share's whole calls (at least one) are kept over an interval stretched to the same average, limit ×
+    share × HEADROOM per `interval`, and never shorter than `interval`: no window of Klaviyo's sees more of this
+    connector's calls than the whole calls of its share."""
+    calls = limit * share
+    if calls < SMALL_LIMIT:
+        whole = whole_share(limit, share)
+        return Rate(limit=whole, interval=max(interval, interval * whole / (calls * HEADROOM)))
+    return Rate(limit=usable(limit, share), interval=interval)
 
 
-def _paced(burst: int) -> list[Rate]:
+def _paced(burst: int, share: float) -> list[Rate]:
     """A tenth of the usable burst per PACE (none for a burst too small to split)."""
-    limit = usable(burst)
+    limit = usable(burst, share)
     return [Rate(limit=math.ceil(limit / 10), interval=PACE)] if limit >= PACED_ABOVE else []
 
 
-def _policy(burst: int, steady: int, matcher: HttpRequestRegexMatcher) -> MovingWindowCallRatePolicy:
-    rates = [*_paced(burst), _rate(burst, timedelta(seconds=1)), _rate(steady, timedelta(minutes=1))]
+def _policy(burst: int, steady: int, share: float, matcher: HttpRequestRegexMatcher) -> MovingWindowCallRatePolicy:
+    rates = [
+        *_paced(burst, share),
+        _rate(burst, timedelta(seconds=1), share),
+        _rate(steady, timedelta(minutes=1), share),
+    ]
     return MovingWindowCallRatePolicy(rates=rates, matchers=[matcher])
 
 
-def build_budget(api_url: str, revision: str) -> KlaviyoAPIBudget:
-    """One moving-window policy per endpoint of `revision`, at HEADROOM of its published limits.
+def build_budget(api_url: str, revision: str, share: float = 1.0) -> KlaviyoAPIBudget:
+    """One moving-window policy per endpoint of `revision`, at `share` of its published limits, less HEADROOM.
 
     Profiles with predictive analytics have their own, lower policy, listed first
     because the first matching policy wins; the retired v1 campaigns API has one too.
@@ -173,7 +198,7 @@ def build_budget(api_url: str, revision: str) -> KlaviyoAPIBudget:
         return HttpRequestRegexMatcher(url_base=base, url_path_pattern=rf"^/api/{path}/?$", params=params)
 
     predictive = matcher("profiles", **{PREDICTIVE_PARAM: PREDICTIVE_FIELDS})
-    policies = [_policy(*PREDICTIVE_PROFILES_LIMITS, predictive)]
+    policies = [_policy(*PREDICTIVE_PROFILES_LIMITS, share, predictive)]
     endpoints = [*ENDPOINTS[revision].values(), V1_CAMPAIGNS]
-    policies += [_policy(e.burst_per_second, e.steady_per_minute, matcher(e.name)) for e in endpoints]
+    policies += [_policy(e.burst_per_second, e.steady_per_minute, share, matcher(e.name)) for e in endpoints]
     return KlaviyoAPIBudget(policies=policies)

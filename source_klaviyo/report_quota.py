@@ -1,7 +1,8 @@
 """The Reporting API's daily quota: which cap stopped a report stream, and when its window resets.
 
 Two caps can stop a report stream. Ours: the stream's state counts the day's requests
-(state.ReportCursor) and stops at the endpoint's published 225 a day, per UTC day. Klaviyo's:
+(state.ReportCursor) and stops at the connector's `rate_limit_share` of the endpoint's published
+225 a day (all of it by default), per UTC day. Klaviyo's:
 its 429 for the endpoint, which may come from a lower cap than the published one (an account's
 own limit, or the store's other apps spending the same quota). Klaviyo's guide to rate limits
 says a 429 carries `Retry-After` (seconds to wait) and not the `RateLimit-Limit`,
@@ -31,11 +32,17 @@ class QuotaExhausted(Exception):
         self.cap, self.resets_at = cap, resets_at
 
 
-def our_quota(per_day: int, path: str, now: datetime) -> QuotaExhausted:
-    """Our own count reached the endpoint's daily quota; it starts again at the next UTC midnight."""
+def our_quota(per_day: int, path: str, now: datetime, published: int, share: float) -> QuotaExhausted:
+    """Our own count reached `per_day`, our `share` of the endpoint's `published` daily quota; it starts again at
+    the next UTC midnight. A cap below Klaviyo's says so, or the user would wonder why the sync stopped short."""
     tomorrow = now.astimezone(timezone.utc).date() + timedelta(days=1)
+    why = (
+        f" (`rate_limit_share` {share:g} of Klaviyo's {published}: the rest is left to the account's other apps)"
+        if per_day < published
+        else ""
+    )
     return QuotaExhausted(
-        f"the day's quota of {per_day} requests to {path}, counted per UTC day and spent by today's syncs",
+        f"the day's quota of {per_day} requests to {path}{why}, counted per UTC day and spent by today's syncs",
         datetime.combine(tomorrow, time(), tzinfo=timezone.utc),
     )
 

@@ -198,7 +198,8 @@ class SourceKlaviyo(ConcurrentSourceAdapter):
     def _stream_context(self, config: KlaviyoConfig) -> StreamContext:
         """The read's context once a read set it, else the command's: one API budget for everything it sends."""
         if self._context is None:
-            self._context = StreamContext(config, build_budget(config.api_url, config.revision), self._now)
+            budget = build_budget(config.api_url, config.revision, config.rate_limit_share)
+            self._context = StreamContext(config, budget, self._now)
         return self._context
 
     def _account_of(self, config: KlaviyoConfig) -> Account:

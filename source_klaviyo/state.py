@@ -376,7 +376,8 @@ class ReportCursor(Cursor):
     from `reporting_lookback_days` before it (Klaviyo revises conversions after a
     send); a sync the daily quota stopped wrote UNFINISHED, and the next one goes on
     from exactly there. `quota` counts the requests of the UTC day (see the README),
-    so syncs of one day together spend no more than the endpoint's daily limit.
+    so syncs of one day together spend no more than the endpoint's daily limit, or
+    the connector's `rate_limit_share` of it.
     """
 
     def __init__(

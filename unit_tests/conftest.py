@@ -52,7 +52,7 @@ def unthrottled(monkeypatch: pytest.MonkeyPatch) -> None:
     """A connector's API budget sends at once here: its waits would only make the suite slow (a second for each
     test that sends four flows requests, 60 s in all). test_rate_limits.py tests the real budget, which it builds
     itself; the integration tests run it against the simulator at Klaviyo's limits."""
-    monkeypatch.setattr(source_module, "build_budget", lambda api_url, revision: KlaviyoAPIBudget(policies=[]))
+    monkeypatch.setattr(source_module, "build_budget", lambda *_: KlaviyoAPIBudget(policies=[]))
 
 
 @pytest.fixture

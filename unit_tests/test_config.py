@@ -12,7 +12,14 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from jsonschema import Draft7Validator
 
 from source_klaviyo.clock import NOW_VARIABLE, FixedClock, clock_from_environment, command_now
-from source_klaviyo.config import BACKFILL_POLICY_DAYS, BackfillWindows, KlaviyoConfig, in_current_form, parse_config
+from source_klaviyo.config import (
+    BACKFILL_POLICY_DAYS,
+    MIN_RATE_LIMIT_SHARE,
+    BackfillWindows,
+    KlaviyoConfig,
+    in_current_form,
+    parse_config,
+)
 from source_klaviyo.run import run
 from unit_tests.klaviyo_mock import API_KEY, NOW, QUERY, config
 
@@ -86,6 +93,9 @@ def test_a_minimal_config_gets_the_documented_defaults():
             "between 1970 and 2100",
         ),
         (config(event_lookback_hours=10**30), "event_lookback_hours", "less than or equal to 720"),
+        (config(rate_limit_share=0.05), "rate_limit_share", "must be from 0.1 to 1.0, got 0.05"),
+        (config(rate_limit_share=2), "rate_limit_share", "must be from 0.1 to 1.0, got 2"),
+        (config(rate_limit_share="0.5"), "rate_limit_share", "valid number"),
     ],
 )
 def test_each_bad_field_is_named_with_what_is_wrong(raw, field, words):
@@ -154,6 +164,9 @@ def test_spec_and_model_describe_the_same_fields_and_defaults():
     assert set(BackfillWindows.model_fields) <= set(BACKFILL_POLICY_DAYS)
     assert SPEC["properties"]["revision"]["default"] == KlaviyoConfig.model_fields["revision"].default
     assert SPEC["properties"]["num_workers"]["default"] == KlaviyoConfig.model_fields["num_workers"].default
+    share = SPEC["properties"]["rate_limit_share"]
+    assert share["default"] == KlaviyoConfig.model_fields["rate_limit_share"].default == 1.0
+    assert (share["type"], share["minimum"], share["maximum"]) == ("number", MIN_RATE_LIMIT_SHARE, 1.0)
     assert SPEC["properties"]["api_key"]["airbyte_secret"] is True
     for name, field in SPEC["properties"].items():
         assert {"title", "description", "order"} <= set(field), name
@@ -180,6 +193,14 @@ def test_spec_and_model_describe_the_same_fields_and_defaults():
         config(api_url="https://a.klaviyo.com/"),
         config(api_url="https://evil.example.com"),
         config(api_url="http://a.klaviyo.com"),
+        config(rate_limit_share=0.5),
+        config(rate_limit_share=1),
+        config(rate_limit_share=0.1),
+        config(rate_limit_share=0.09),
+        config(rate_limit_share=1.01),
+        config(rate_limit_share=0),
+        config(rate_limit_share="0.5"),
+        config(rate_limit_share=True),
         {"api_key": "sk_123"},
         {},
         # The official connector's settings, read as ours.

@@ -13,10 +13,13 @@ from airbyte_cdk.sources.types import Record
 
 from source_klaviyo import state as state_module
 from source_klaviyo.clock import format_klaviyo_datetime, parse_klaviyo_datetime
+from source_klaviyo.config import parse_config
 from source_klaviyo.parents import parents_at_once
 from source_klaviyo.planning import IdentitySlice, ParentPage, ResumePoint
 from source_klaviyo.state import KEYS_AT_CURSOR, NEXT_PAGE, UNFINISHED, ParentCursor
-from unit_tests.klaviyo_mock import NOW
+from source_klaviyo.streams.audiences import ListMemberships
+from source_klaviyo.streams.context import StreamContext
+from unit_tests.klaviyo_mock import NOW, config
 
 
 @pytest.mark.parametrize(
@@ -26,6 +29,13 @@ from unit_tests.klaviyo_mock import NOW
 )
 def test_parents_run_only_as_many_at_once_as_their_endpoints_steady_limit_can_keep_busy(steady, workers, expected):
     assert parents_at_once(steady, workers) == expected
+
+
+@pytest.mark.parametrize("share, at_once", [(1.0, 4), (0.5, 2)])
+def test_parents_are_planned_on_the_connector_s_share_of_the_steady_limit(share, at_once):
+    """Member lists allow 750 requests a minute: at half of it, two parents keep the endpoint at its share."""
+    stream = ListMemberships(StreamContext(parse_config(config(rate_limit_share=share), NOW), None, NOW))
+    assert parents_at_once(stream.steady_per_minute, 10) == at_once
 
 
 class Partition:

@@ -1,7 +1,9 @@
-"""One API budget per account: each endpoint held under 90% of Klaviyo's burst and steady limits."""
+"""One API budget per account: each endpoint held under 90% of Klaviyo's burst and steady limits, or of the
+connector's `rate_limit_share` of them."""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from bisect import bisect_left
@@ -13,7 +15,7 @@ from airbyte_cdk.sources.streams.call_rate import CallRateLimitHit
 
 from source_klaviyo.endpoints import ENDPOINTS, KLAVIYO_API_URL
 from source_klaviyo.errors import RetryAfterBackoff
-from source_klaviyo.rate_limits import PACE, build_budget, usable
+from source_klaviyo.rate_limits import HEADROOM, PACE, build_budget, usable, whole_share
 
 
 def request(path, method="GET"):
@@ -54,6 +56,45 @@ def test_the_reporting_api_keeps_its_two_calls_a_minute_over_a_minute_and_a_tent
 
 def test_usable_share_never_drops_below_one_call():
     assert usable(1) == 1 and usable(3) == 2 and usable(3500) == 3150
+
+
+def rates_of(budget, path, method="GET"):
+    return [(rate.limit, rate.interval) for rate in budget.get_matching_policy(request(path, method))._bucket.rates]
+
+
+@pytest.mark.parametrize(
+    "path, method, share, rates",
+    [
+        ("api/events", "GET", 1.0, [(32, 100), (315, 1000), (3150, 60_000)]),
+        ("api/events", "GET", 0.5, [(16, 100), (157, 1000), (1575, 60_000)]),
+        ("api/profiles", "GET", 0.5, [(4, 100), (33, 1000), (337, 60_000)]),
+        ("api/flows", "GET", 0.5, [(1, 1000), (27, 60_000)]),  # 1.5 calls a second: the one whole call
+        ("api/flows", "GET", 0.1, [(1, 3703), (5, 60_000)]),  # 0.3 calls a second: one every 3.7 s
+        ("api/flow-series-reports", "POST", 0.5, [(1, 2222), (1, 66_666)]),
+        ("api/flow-series-reports", "POST", 0.1, [(1, 11_111), (1, 333_333)]),
+    ],
+)
+def test_each_window_holds_the_share_of_klaviyo_s_limit_less_the_headroom(path, method, share, rates):
+    assert rates_of(build_budget(KLAVIYO_API_URL, "2026-07-15", share), path, method) == rates
+
+
+@pytest.mark.parametrize("share", [0.1, 0.25, 0.5, 0.75, 0.9, 1.0])
+@pytest.mark.parametrize("revision", ["2026-07-15", "2023-10-15"])
+def test_no_window_of_klaviyo_s_sees_more_than_the_share_s_whole_calls_nor_half_its_average_lost(revision, share):
+    budget = build_budget(KLAVIYO_API_URL, revision, share)
+    for endpoint in ENDPOINTS[revision].values():
+        method = "POST" if endpoint.per_day else "GET"
+        counted = rates_of(budget, endpoint.path(revision), method)[-2:]  # the burst's and the steady's
+        for (limit, window), (calls, interval) in zip(
+            [(endpoint.burst_per_second, 1000), (endpoint.steady_per_minute, 60_000)], counted, strict=True
+        ):
+            allowed = limit * share * HEADROOM / window  # calls a millisecond
+            assert interval >= window and calls <= max(1, math.floor(limit * share)), (endpoint.name, limit)
+            assert allowed / 2 <= calls / interval <= allowed * 1.001, (endpoint.name, limit)  # 1.001: ms rounding
+
+
+def test_the_reporting_api_s_daily_quota_is_the_share_s_whole_requests_without_headroom():
+    assert [whole_share(225, share) for share in (1.0, 0.5, 0.1)] == [225, 112, 22]
 
 
 def test_the_burst_window_stops_the_call_after_the_limit():

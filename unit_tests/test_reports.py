@@ -225,7 +225,29 @@ def test_a_spent_day_ends_the_stream_successfully_with_its_finished_periods_and_
     assert final["unfinished_sync_end"] == final["date"] == bodies(api, "flow-series-reports")[0]["timeframe"]["end"]
     warning = quota_warning(output)
     assert "the day's quota of 225 requests to /api/flow-series-reports" in warning and "are left" in warning
+    assert "rate_limit_share" not in warning, "Klaviyo's whole quota needs no explaining"
     assert f"resets at {format_klaviyo_datetime(datetime(2026, 11, 28, tzinfo=timezone.utc))}" in warning
+
+
+def test_at_half_the_rate_limits_a_day_s_quota_is_112_requests_and_the_warning_says_why(api):
+    serve_account(api)
+    api.post(url("flow-series-reports"), json=series_answer)
+    today = NOW.date().isoformat()
+    state = {"date": (NOW - timedelta(days=150)).astimezone(ZONE).isoformat(), "quota": {"day": today, "spent": 111}}
+    message = StateBuilder().with_stream_state("flow_series_reports", state).build()
+    output = run_read(
+        config(reporting_lookback_days=0, rate_limit_share=0.5),
+        {"flow_series_reports": SyncMode.incremental},
+        state=message,
+    )
+
+    assert len(bodies(api, "flow-series-reports")) == 1
+    assert stream_state(output, "flow_series_reports")["quota"] == {"day": today, "spent": 112}
+    warning = quota_warning(output)
+    assert (
+        "the day's quota of 112 requests to /api/flow-series-reports (`rate_limit_share` 0.5 of Klaviyo's 225: "
+        "the rest is left to the account's other apps)" in warning
+    )
 
 
 def quota_warning(output) -> str:

@@ -124,26 +124,53 @@ class Faults:
     throttle_rate: float = 0.0  # answered 429 with Retry-After: retry_after_seconds, whatever the limits
     retry_after_seconds: int = 1
     rate_limit_scale: float = 1.0  # multiplies Klaviyo's limits; 0 turns rate limiting off
-    competing_share: float = 0.0  # share of every window another client of the account uses
+    competing_share: float = 0.0  # share of every window (and day) another client of the account uses: RateLimiter
     v1_gone: bool = False  # /api/v1/campaigns answers 410 Gone, as the live API does
     break_after: int = 0  # after this many API requests every request fails with a 400 (0: never)
     linkage_omitted: bool = False  # to-many relationships come as links only, even when included
     fault_seed: int = 7  # faults are drawn from this, so a run repeats
 
     def update(self, changes: dict[str, Any]) -> None:
-        known = {item.name for item in fields(self)}
+        """Set faults, each converted to its field's type (its default's: Faults(rate_limit_scale=0) holds an int,
+        which would turn a later 0.4 into 0)."""
+        kinds = {item.name: type(item.default) for item in fields(self)}
         for name, value in changes.items():
-            if name not in known:
+            if name not in kinds:
                 raise ValueError(f"unknown fault {name!r}")
-            setattr(self, name, type(getattr(self, name))(value))
+            setattr(self, name, kinds[name](value))
+
+
+def scaled_limit(limit: int, scale: float) -> int:
+    """A published limit times `rate_limit_scale`: a window of at least one call."""
+    return max(1, int(limit * scale))
+
+
+def competing_calls(limit: int, share: float) -> int:
+    """The calls another client of the account makes in a window of `limit`: its `share`, in whole calls."""
+    return int(limit * share)
+
+
+def calls_made(calls: int, elapsed: float) -> int:
+    """How many of a window's `calls`, spread evenly across it (each in the middle of its slot), are made
+    `elapsed` (0 to 1) into the window."""
+    return min(calls, int(calls * elapsed + 0.5))
 
 
 class RateLimiter:
-    """Klaviyo's two fixed windows per account and endpoint: burst per second, steady per minute."""
+    """Klaviyo's two fixed windows per account and endpoint, burst per second and steady per minute, and another
+    client of the account (one of the store's apps) using `competing_share` of each of them.
 
-    def __init__(self, faults: Faults, clock=time.time) -> None:
-        self.faults, self.clock = faults, clock
-        self.windows: dict[tuple, tuple[int, int]] = {}
+    The other client spreads its calls of a window evenly across it. A call of ours is answered while the window
+    has room beside our calls and the other client's calls so far, else 429 until the window ends. A call of the
+    other client that finds the window full gets the 429 instead: in a window they come to max(0, ours + theirs -
+    limit) in whatever order the calls arrive, so each call of ours beyond our own share (the limit less theirs)
+    counts one in `stats["competitor_429"]` as it is answered, though the call it crowds out may come later in
+    the window.
+    """
+
+    def __init__(self, faults: Faults, stats: Counter[str], clock=time.time) -> None:
+        self.faults, self.stats, self.clock = faults, stats, clock
+        self.windows: dict[tuple, tuple[int, int]] = {}  # (bucket, length) -> (window, our calls in it)
         self.lock = threading.Lock()
 
     def take(self, bucket: tuple, burst: int, steady: int) -> tuple[int | None, int, int]:
@@ -152,21 +179,24 @@ class RateLimiter:
         if scale <= 0 or not burst:
             return None, 0, 0
         now = self.clock()
-        share = 1 - self.faults.competing_share
-        limits = ((1, max(1, int(burst * scale * share))), (60, max(1, int(steady * scale * share))))
         with self.lock:
             counts = []
-            for length, limit in limits:
+            for length, published in ((1, burst), (60, steady)):
+                limit = scaled_limit(published, scale)
                 window = int(now // length)
                 start, count = self.windows.get((bucket, length), (window, 0))
                 count = count if start == window else 0
-                if count >= limit:
+                theirs = competing_calls(limit, self.faults.competing_share)
+                made = calls_made(theirs, now / length - window)
+                if count + made >= limit:
                     return max(1, math.ceil((window + 1) * length - now)), limit, 0
-                counts.append((length, window, count, limit))
-            for length, window, count, _ in counts:
+                counts.append((length, window, count, limit, theirs, made))
+            for length, window, count, *_ in counts:
                 self.windows[(bucket, length)] = (window, count + 1)
-        remaining = min(limit - count - 1 for _, _, count, limit in counts)
-        return None, min(limit for *_, limit in counts), remaining
+            if any(count >= limit - theirs for _, _, count, limit, theirs, _ in counts):
+                self.stats["competitor_429"] += 1
+        remaining = min(limit - count - made - 1 for _, _, count, limit, _, made in counts)
+        return None, min(limit for _, _, _, limit, _, _ in counts), remaining
 
 
 @dataclass
@@ -181,13 +211,13 @@ class Simulator:
     def __init__(self, dataset: Dataset, faults: Faults | None = None, daily_cap: int = 225) -> None:
         self.dataset = dataset
         self.faults = faults or Faults()
-        self.limiter = RateLimiter(self.faults)
+        self.stats: Counter[str] = Counter()
+        self.limiter = RateLimiter(self.faults, self.stats)
         # Requests a day each Reporting API operation answers (the spec's 225/d unless set); 200s count.
         self.daily_cap = daily_cap
         self.daily_used: Counter[str] = Counter()
         self._quota_day: int | None = None  # the UTC day (by the limiter's clock) daily_used counts
         self.random = random.Random(self.faults.fault_seed)
-        self.stats: Counter[str] = Counter()
         # (method, path, query, body) of the latest API requests, for tests to inspect.
         self.log: deque[tuple[str, str, dict[str, str], bytes]] = deque(maxlen=100_000)
         self.keys_seen: set[str | None] = set()  # API keys the requests carried (header or v1 query)
@@ -387,7 +417,7 @@ class Simulator:
         else:
             answer = self.collection(parts[1], revision, params, base, path, operation)
         if operation.daily and answer.status == 200:
-            self.daily_used[operation.operation_id] += 1
+            self._spend_day(operation.operation_id)
         if limit and answer.status == 200:
             answer.headers.update(
                 {"RateLimit-Limit": str(limit), "RateLimit-Remaining": str(remaining), "RateLimit-Reset": "1"}
@@ -694,13 +724,15 @@ class Simulator:
         return Answer(200, {"data": resource, "links": links})
 
     def _daily_quota(self, operation_id: str) -> Answer | None:
-        """429 once the operation has answered daily_cap requests this UTC day (by the limiter's clock)."""
+        """429 once the operation has answered daily_cap requests this UTC day (by the limiter's clock), ours and
+        the other client's so far (its share of the day, spread across it as in each rate-limit window)."""
         now = self.limiter.clock()
         today = int(now // DAY)
         if today != self._quota_day:
             self._quota_day = today
             self.daily_used.clear()
-        if self.daily_used[operation_id] < self.daily_cap:
+        theirs = calls_made(competing_calls(self.daily_cap, self.faults.competing_share), now / DAY - today)
+        if self.daily_used[operation_id] + theirs < self.daily_cap:
             return None
         self.stats["throttled_daily"] += 1
         wait = max(1, math.ceil((today + 1) * DAY - now))  # until the next UTC midnight
@@ -711,6 +743,14 @@ class Simulator:
         # Dated with the moment the wait is counted from, so Date + Retry-After is the next UTC midnight exactly.
         headers = {"Retry-After": str(wait), "Date": formatdate(now, usegmt=True)}
         return Answer(429, _error(429, "throttled", "Request was throttled.", detail), headers)
+
+    def _spend_day(self, operation_id: str) -> None:
+        """A request of the operation's day answered; one beyond our share of the day crowds out one of the other
+        client's (see RateLimiter)."""
+        ours = self.daily_cap - competing_calls(self.daily_cap, self.faults.competing_share)
+        if self.daily_used[operation_id] >= ours:
+            self.stats["competitor_429"] += 1
+        self.daily_used[operation_id] += 1
 
     def next_day(self) -> None:
         """Start a new quota day: every operation's daily count back to 0."""

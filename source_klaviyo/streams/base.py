@@ -40,6 +40,7 @@ from source_klaviyo.errors import (
 )
 from source_klaviyo.incoming_state import Resumes
 from source_klaviyo.planning import slot
+from source_klaviyo.rate_limits import whole_share
 from source_klaviyo.state import SLICE_END, SLICE_START, build_cursor
 from source_klaviyo.streams.context import StreamContext
 
@@ -124,7 +125,8 @@ class KlaviyoStream(HttpStream, ABC):
 
     @property
     def steady_per_minute(self) -> int:
-        return self._endpoint.steady_per_minute
+        """The endpoint's steady limit, as far as this connector's `rate_limit_share` of it goes."""
+        return whole_share(self._endpoint.steady_per_minute, self._config.rate_limit_share)
 
     def includes(self) -> tuple[str, ...]:
         """What `include=` asks for: the stream's includes, less those whose scope the key lacks."""

@@ -8,9 +8,10 @@ hashes the report, its groupings, its date and the conversion metric, so the
 re-read of the last `reporting_lookback_days` replaces rows rather than adding
 them. The endpoints allow 1 request a second, 2 a minute and 225 a day: the
 budget keeps the first two, the stream's state counts the day's requests
-(state.ReportCursor), and a stream whose day is spent, or that Klaviyo answers
-with its daily 429, ends successfully with a warning naming the cap and when it
-resets (report_quota.py), and goes on next sync.
+(state.ReportCursor) up to `rate_limit_share` of the 225, and a stream whose
+day is spent, or that Klaviyo answers with its daily 429, ends successfully
+with a warning naming the cap and when it resets (report_quota.py), and goes on
+next sync.
 
 Each request sends the `group_by` the stream declares as its columns: Klaviyo
 fills only the groupings asked for, and its defaults differ from the columns
@@ -35,6 +36,7 @@ from airbyte_cdk.sources.streams.http.error_handlers import ErrorResolution, Res
 from source_klaviyo.clock import KLAVIYO_EPOCH, format_klaviyo_datetime
 from source_klaviyo.errors import KlaviyoErrorHandler, json_body
 from source_klaviyo.incoming_state import Resumes
+from source_klaviyo.rate_limits import whole_share
 from source_klaviyo.report_dates import Period, first_day, local_midnight, periods
 from source_klaviyo.report_quota import QuotaExhausted, daily_limit_reached, klaviyo_quota, our_quota
 from source_klaviyo.state import ReportCursor
@@ -186,11 +188,13 @@ class ReportStream(KlaviyoStream):
 
     def _report(self, period: Period) -> Iterator[MutableMapping[str, Any]]:
         url: str | None = self._join_url(self.url_base, self.path())
-        per_day = self._endpoint.per_day
-        assert per_day is not None, "every Reporting API endpoint has a daily quota (endpoints.py)"
+        published = self._endpoint.per_day
+        assert published is not None, "every Reporting API endpoint has a daily quota (endpoints.py)"
+        share = self._config.rate_limit_share
+        per_day = whole_share(published, share)
         while url:
             if self.report_cursor.spent >= per_day:
-                raise our_quota(per_day, f"/api/{self.endpoint_name}", self._now)
+                raise our_quota(per_day, f"/api/{self.endpoint_name}", self._now, published, share)
             _, response = self._http_client.send_request(
                 "POST",
                 url,
