@@ -26,7 +26,7 @@ def test_the_wheel_ships_spec_schemas_and_the_console_script(tmp_path):
         ],
         check=True,
     )
-    (wheel,) = tmp_path.glob("source_klaviyo-*.whl")
+    (wheel,) = tmp_path.glob("source_klaviyo_complete-*.whl")  # the distribution is named as the package on PyPI
     names = set(zipfile.ZipFile(wheel).namelist())
 
     assert "source_klaviyo/spec.json" in names

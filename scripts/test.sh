@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up (if needed) and run every test (unit, simulator, CLI end to end, image, PyAirbyte), or the ones the
 # arguments select (pytest's own). Most tests wait on the simulator and on rate limits rather than on the CPU, so
-# they run on several workers (pytest-xdist, TEST_WORKERS, 4 by default) at a lower priority; the tests marked
+# they run on several workers (pytest-xdist, TEST_WORKERS, 6 by default, each taking the next test as it frees:
+# worksteal) at a lower priority; the tests marked
 # `realtime`, which hold the connector to Klaviyo's rate limits on the clock, run beside them at full priority, so
 # that a busy core cannot bunch their requests into one of Klaviyo's windows. Exits non-zero on a failure, or when
 # no test ran at all (pytest's 5).
@@ -13,7 +14,7 @@ trap 'rm -f "$realtime_log"' EXIT
 .venv/bin/python -m pytest -m realtime "$@" >"$realtime_log" 2>&1 &
 realtime_pid=$!
 others=0
-nice -n 10 .venv/bin/python -m pytest -m "not realtime" -n "${TEST_WORKERS:-4}" "$@" || others=$?
+nice -n 10 .venv/bin/python -m pytest -m "not realtime" -n "${TEST_WORKERS:-6}" --dist worksteal "$@" || others=$?
 realtime=0
 wait "$realtime_pid" || realtime=$?
 echo "=== tests marked realtime (run at full priority beside the others) ==="
