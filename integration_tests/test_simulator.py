@@ -49,7 +49,7 @@ def post_aggregate(sim, attributes: dict, revision: str = CURRENT):
     headers = {
         "revision": revision,
         "Authorization": f"Klaviyo-API-Key {FULL_ACCESS_KEY}",
-        "Content-Type": "application/vnd.api+json",
+        "Content-Type": "application/json" if revision == "2023-10-15" else "application/vnd.api+json",
     }
     body = {"data": {"type": "metric-aggregate", "attributes": attributes}}
     return requests.post(sim.url + path_of("metric-aggregates", revision), json=body, headers=headers, timeout=10)
@@ -313,6 +313,25 @@ def test_metric_aggregates_refuse_what_the_description_rules_out(klaviyo_sim, ch
         f"less-than(datetime,{_days_ago(dataset, 5 * 365 - 10)})",
     ]
     assert post_aggregate(klaviyo_sim, within, revision).status_code == 200, "five years back, in a listed timezone"
+
+
+@pytest.mark.parametrize(
+    "revision, kind, listed, other",
+    [
+        (CURRENT, "metric-aggregates", "application/vnd.api+json", "application/json"),
+        (CURRENT, "campaign-values-reports", "application/vnd.api+json", "application/json"),
+        ("2023-10-15", "metric-aggregates/", "application/json", "application/vnd.api+json"),
+    ],
+)
+def test_a_body_must_be_the_one_media_type_the_spec_lists(klaviyo_sim, revision, kind, listed, other):
+    """Each revision's requestBody `content` lists one media type: JSON:API's in 2026-07-15, JSON in 2023-10-15."""
+    klaviyo_sim.faults.rate_limit_scale = 0  # two report calls in a second: about media types, not limits
+    headers = {"revision": revision, "Authorization": f"Klaviyo-API-Key {FULL_ACCESS_KEY}"}
+    for content_type in (other, None):
+        sent = {**headers, "Content-Type": content_type} if content_type else headers
+        response = requests.post(f"{klaviyo_sim.url}/api/{kind}", data=b"{}", headers=sent, timeout=10)
+        assert response.status_code == 415, response.text
+        assert listed in response.json()["errors"][0]["detail"]
 
 
 def test_legacy_v1_campaigns_page_with_page_and_count_and_can_answer_gone(klaviyo_sim):

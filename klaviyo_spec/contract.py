@@ -140,8 +140,9 @@ class Operation:
                 }
         self.pageable = "page[cursor]" in self.query  # without it the revision serves a single page
         self.body_validator: OAS30Validator | None = None
+        self.body_content_type: str | None = None  # the one media type the spec lists for the body
         if "requestBody" in operation:
-            content_type = next(iter(operation["requestBody"]["content"]))
+            content_type = self.body_content_type = next(iter(operation["requestBody"]["content"]))
             revision = document["info"]["version"]
             self.body_validator = _validator(
                 revision, ["paths", path, method, "requestBody", "content", content_type, "schema"]

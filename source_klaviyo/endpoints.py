@@ -17,6 +17,9 @@ KLAVIYO_API_URL = "https://a.klaviyo.com/"
 DEFAULT_REVISION: Final = "2026-07-15"
 RETIRED_REVISION: Final = "2023-10-15"
 REVISIONS = (DEFAULT_REVISION, RETIRED_REVISION)
+JSON_API: Final = "application/vnd.api+json"
+# The media type each revision's spec lists for a POST body: JSON:API's from 2024 on, plain JSON before.
+BODY_MEDIA_TYPE: Final = {DEFAULT_REVISION: JSON_API, RETIRED_REVISION: "application/json"}
 
 
 @dataclass(frozen=True)

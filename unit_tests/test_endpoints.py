@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from klaviyo_spec.contract import request_contract
-from source_klaviyo.endpoints import ENDPOINTS, POST_ENDPOINTS, REVISIONS
+from source_klaviyo.endpoints import BODY_MEDIA_TYPE, ENDPOINTS, POST_ENDPOINTS, REVISIONS
 
 CASES = [(revision, name) for revision in REVISIONS for name in ENDPOINTS[revision]]
 
@@ -21,6 +21,7 @@ def test_endpoint_facts_match_the_spec(revision, name):
     assert (operation.burst, operation.steady) == (facts.burst_per_second, facts.steady_per_minute)
     assert operation.query.get("page[size]", {}).get("maximum") == facts.max_page_size
     assert operation.daily == (facts.per_day or 0)
+    assert operation.body_content_type == (BODY_MEDIA_TYPE[revision] if method == "POST" else None)
 
 
 def test_both_revisions_cover_the_same_endpoints_but_forms_accounts_and_reports_which_2023_10_15_does_not_have():

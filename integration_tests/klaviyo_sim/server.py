@@ -397,6 +397,10 @@ class Simulator:
             return Answer(
                 429, _error(429, "throttled", "Request was throttled.", detail), {"Retry-After": str(retry_after)}
             )
+        sent_type = headers.get("content-type", "").split(";")[0].strip()
+        if operation.body_content_type and sent_type != operation.body_content_type:
+            detail = f"Unsupported media type {sent_type!r}: send the body as {operation.body_content_type}."
+            return Answer(415, _error(415, "unsupported_media_type", "Unsupported media type.", detail))
         try:
             parsed_body = orjson.loads(body) if body else None
         except orjson.JSONDecodeError:

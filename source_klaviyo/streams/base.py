@@ -30,7 +30,7 @@ from requests.auth import AuthBase
 
 from source_klaviyo.clock import format_klaviyo_datetime, parse_klaviyo_datetime
 from source_klaviyo.config import KlaviyoConfig
-from source_klaviyo.endpoints import DEFAULT_REVISION, INCLUDE_ENDPOINTS, Endpoint, endpoint
+from source_klaviyo.endpoints import BODY_MEDIA_TYPE, DEFAULT_REVISION, INCLUDE_ENDPOINTS, JSON_API, Endpoint, endpoint
 from source_klaviyo.errors import (
     CONNECT_TIMEOUT,
     KlaviyoErrorHandler,
@@ -43,8 +43,6 @@ from source_klaviyo.planning import slot
 from source_klaviyo.rate_limits import whole_share
 from source_klaviyo.state import SLICE_END, SLICE_START, build_cursor
 from source_klaviyo.streams.context import StreamContext
-
-JSON_API = "application/vnd.api+json"
 
 
 class KlaviyoStream(HttpStream, ABC):
@@ -189,7 +187,10 @@ class KlaviyoStream(HttpStream, ABC):
         stream_slice: Mapping[str, Any] | None = None,
         next_page_token: Mapping[str, Any] | None = None,
     ) -> Mapping[str, str]:
-        return {"revision": self._config.revision, "Accept": JSON_API}
+        headers = {"revision": self._config.revision, "Accept": JSON_API}
+        if self.http_method == "POST":
+            headers["Content-Type"] = BODY_MEDIA_TYPE[self._config.revision]
+        return headers
 
     def request_kwargs(
         self,

@@ -37,7 +37,7 @@ from source_klaviyo.errors import json_body
 from source_klaviyo.incoming_state import Resumes
 from source_klaviyo.planning import PARENT
 from source_klaviyo.state import ParentCursor
-from source_klaviyo.streams.base import JSON_API, KlaviyoStream
+from source_klaviyo.streams.base import KlaviyoStream
 
 # Klaviyo answers at most a year per query.
 MAX_SPAN = timedelta(days=365)
@@ -74,14 +74,6 @@ class MetricAggregates(KlaviyoStream):
 
     def resumes(self) -> Resumes | None:
         return Resumes(self.cursor_field, self.parent_field) if self.incremental else None
-
-    def request_headers(
-        self,
-        stream_state: Mapping[str, Any] | None = None,
-        stream_slice: Mapping[str, Any] | None = None,
-        next_page_token: Mapping[str, Any] | None = None,
-    ) -> Mapping[str, str]:
-        return {**super().request_headers(stream_state, stream_slice, next_page_token), "Content-Type": JSON_API}
 
     def error_overrides(self) -> Mapping[str, Any]:
         # The body is the user's query, so Klaviyo rejecting it is for the user to fix.

@@ -40,7 +40,7 @@ from source_klaviyo.rate_limits import whole_share
 from source_klaviyo.report_dates import Period, first_day, local_midnight, periods
 from source_klaviyo.report_quota import QuotaExhausted, daily_limit_reached, klaviyo_quota, our_quota
 from source_klaviyo.state import ReportCursor
-from source_klaviyo.streams.base import JSON_API, KlaviyoStream
+from source_klaviyo.streams.base import KlaviyoStream
 from source_klaviyo.streams.children import ParentCollection, archived_and_not
 from source_klaviyo.streams.context import ReportContext
 
@@ -131,14 +131,6 @@ class ReportStream(KlaviyoStream):
         properties.update({column: text for column in self.columns()})
         properties.update({statistic: {"type": ["null", "number"]} for statistic in self.statistics})
         return {"$schema": "http://json-schema.org/draft-07/schema#", "type": "object", "properties": properties}
-
-    def request_headers(
-        self,
-        stream_state: Mapping[str, Any] | None = None,
-        stream_slice: Mapping[str, Any] | None = None,
-        next_page_token: Mapping[str, Any] | None = None,
-    ) -> Mapping[str, str]:
-        return {**super().request_headers(stream_state, stream_slice, next_page_token), "Content-Type": JSON_API}
 
     def get_error_handler(self) -> KlaviyoErrorHandler:
         return ReportErrorHandler(
