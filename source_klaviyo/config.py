@@ -63,6 +63,8 @@ MAX_REPORTING_LOOKBACK_DAYS = 90
 
 DEFAULT_NUM_WORKERS = 10
 MIN_RETRY_BUDGET = 10  # seconds
+# check answers within about a minute when Klaviyo cannot be reached (a person waits on it in the form).
+CHECK_RETRY_BUDGET = 60  # seconds
 # Klaviyo events can arrive after their datetime (integrations catching up, imports);
 # an incremental events sync re-reads this much before its state. See the README.
 DEFAULT_EVENT_LOOKBACK_HOURS = 24

@@ -40,7 +40,7 @@ from source_klaviyo import inputs
 from source_klaviyo.account import Account
 from source_klaviyo.catalog import checked_catalog, offered
 from source_klaviyo.clock import Clock, clock_from_environment, command_now
-from source_klaviyo.config import DEFAULT_NUM_WORKERS, KlaviyoConfig, in_current_form, parse_config
+from source_klaviyo.config import CHECK_RETRY_BUDGET, DEFAULT_NUM_WORKERS, KlaviyoConfig, in_current_form, parse_config
 from source_klaviyo.engine import QUEUE_SIZE, concurrent_source, concurrent_stream, failures_last
 from source_klaviyo.errors import config_error, key_rejected_message
 from source_klaviyo.incoming_state import resumable
@@ -116,12 +116,16 @@ class SourceKlaviyo(ConcurrentSourceAdapter):
     def check_connection(self, logger: logging.Logger, config: Mapping[str, Any]) -> tuple[bool, str | None]:
         """Probe every stream's endpoint with a one-record page.
 
-        A key that Klaviyo rejects, or that can read none of the streams, fails.
+        A key that Klaviyo rejects, or that can read none of the streams, fails;
+        so does Klaviyo not answering within `CHECK_RETRY_BUDGET` of retries.
         A key lacking some scopes passes with a warning naming the streams it
         cannot read: least-privilege keys are good practice and the user may not
         select those streams; a read that selects them fails before moving data.
         """
         settings = self.settings(config)
+        settings = settings.model_copy(
+            update={"retry_budget_seconds": min(settings.retry_budget_seconds, CHECK_RETRY_BUDGET)}
+        )
         account = self._account_of(settings)
         streams = self._klaviyo_streams(settings)
         # Which reports are offered takes a look at the account's metrics: only once the key is accepted.

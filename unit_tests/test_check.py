@@ -189,3 +189,15 @@ def test_check_while_klaviyo_is_down_answers_one_failed_status_and_no_error_trac
     traces = [line for line in lines if line["type"] == "TRACE" and line["trace"]["type"] == "ERROR"]
     assert [status["status"] for status in statuses] == ["FAILED"] and not traces, lines
     assert "503" in statuses[0]["message"] or "down" in statuses[0]["message"], statuses[0]["message"]
+
+
+def test_check_retries_an_outage_for_a_minute_at_most_whatever_the_retry_budget(api, tmp_path, capfd):
+    """A person waits on check in the form: the 600 s a read may retry would keep them ten minutes."""
+    api.get(re.compile(r"https://a\.klaviyo\.com/.*"), status_code=503, json=error_body(503))
+    for budget, named in [(600, "(60 s)"), (20, "(20 s)")]:
+        (tmp_path / "config.json").write_text(json.dumps(config(retry_budget_seconds=budget)))
+        capfd.readouterr()
+        run(["check", "--config", str(tmp_path / "config.json")])
+        lines = [json.loads(line) for line in capfd.readouterr().out.splitlines() if line.startswith("{")]
+        (status,) = [line["connectionStatus"] for line in lines if line["type"] == "CONNECTION_STATUS"]
+        assert status["status"] == "FAILED" and named in status["message"], status
