@@ -1046,6 +1046,7 @@ def test_revisions_without_page_size_serve_fixed_pages():
         assert get(sim, "tag-groups", {"page[size]": 26}).status_code == 400
 
 
+@pytest.mark.realtime  # times the generation on the clock: a busy core slows it
 def test_children_are_generated_fast_and_consistently():
     started = time.perf_counter()
     dataset = Dataset(seed=9, now=1_790_000_000, sizes=Sizes(campaigns=2_000, flows=200, profiles=100, events=100))
