@@ -36,6 +36,7 @@ class Account:
     def __init__(self, context: StreamContext) -> None:
         self._context = context
         self._conversion: ConversionMetric | None = None
+        self._known: list[tuple[str, str | None]] | None = None
         self._metrics_unreachable = False  # discover or check could not reach the metrics: they do not ask again
 
     @property
@@ -78,11 +79,12 @@ class Account:
         `quick`: retried for the shortest budget only."""
         if self._conversion is not None:
             return self._conversion
-        metrics = self._metrics(quick)
-        if metrics.probe() in (401, 403):
-            self._conversion = ConversionMetric(None, f"the key cannot read metrics (it needs {metrics.scope}).")
+        known = self._known_metrics(quick)
+        if known is None:
+            self._conversion = ConversionMetric(
+                None, f"the key cannot read metrics (it needs {self._metrics().scope})."
+            )
             return self._conversion
-        known = [(record["id"], record.get("name")) for record in metrics.read_records(SyncMode.full_refresh)]
         wanted = self.config.conversion_metric or "Placed Order"
         matching = _matching(known, wanted)
         sent = tuple(metric_id for metric_id, name in known if name in SENT_METRICS)
@@ -101,10 +103,11 @@ class Account:
 
     def event_metric_ids(self) -> tuple[str, ...]:
         """The ids `event_metrics` names: each entry is a metric id or a metric name (all metrics of that name)."""
-        metrics = self._metrics()
-        if metrics.probe() in (401, 403):
-            raise config_error(missing_scopes_message({"event_metrics (to look up metric names)": metrics.scope}))
-        known = [(record["id"], record.get("name")) for record in metrics.read_records(SyncMode.full_refresh)]
+        known = self._known_metrics()
+        if known is None:
+            raise config_error(
+                missing_scopes_message({"event_metrics (to look up metric names)": self._metrics().scope})
+            )
         ids: list[str] = []
         for wanted in self.config.event_metrics:
             matching = _matching(known, wanted)
@@ -145,6 +148,16 @@ class Account:
                 "Set `conversion_metric`, or refresh the source schema and deselect them."
             )
         return ReportContext(zone, conversion.metric_id, conversion.sent_metric_ids)
+
+    def _known_metrics(self, quick: bool = False) -> list[tuple[str, str | None]] | None:
+        """The account's metrics as (id, name), listed once per command; None when the key cannot read them.
+        `quick`: retried for the shortest budget only."""
+        if self._known is None:
+            metrics = self._metrics(quick)
+            if metrics.probe() in (401, 403):
+                return None
+            self._known = [(record["id"], record.get("name")) for record in metrics.read_records(SyncMode.full_refresh)]
+        return self._known
 
     def _metrics(self, quick: bool = False) -> Metrics:
         config = self.config.model_copy(update={"retry_budget_seconds": MIN_RETRY_BUDGET}) if quick else self.config

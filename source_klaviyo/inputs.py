@@ -18,17 +18,16 @@ from airbyte_cdk.models import (
     AirbyteStateMessageSerializer,
     ConfiguredAirbyteCatalog,
     ConfiguredAirbyteCatalogSerializer,
-    FailureType,
 )
-from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
+from source_klaviyo.errors import config_error
 from source_klaviyo.incoming_state import legacy_streams, stream_messages
 
 
 def config_file(path: str) -> dict[str, Any]:
     config = _json_file(path, "config")
     if not isinstance(config, dict):
-        raise _input_error(f"The config file {path} must hold a JSON object, not {type(config).__name__}.")
+        raise config_error(f"The config file {path} must hold a JSON object, not {type(config).__name__}.")
     return config
 
 
@@ -45,7 +44,7 @@ def state_file(path: str | None) -> list[AirbyteStateMessage]:
     if isinstance(state, dict):
         return legacy_streams(state, f"the state file {path}") if state else []
     if not isinstance(state, list):
-        raise _input_error(f"The state file {path} must hold a JSON list of STATE messages.")
+        raise config_error(f"The state file {path} must hold a JSON list of STATE messages.")
     messages = [
         _load(AirbyteStateMessageSerializer, message, f"Entry {index} of the state file {path}", "STATE message")
         for index, message in enumerate(state)
@@ -57,16 +56,16 @@ def _load(serializer: Any, document: Any, what: str, shape: str) -> Any:
     try:
         return serializer.load(document)
     except Exception as error:  # the serializer raises several kinds of validation error
-        raise _input_error(f"{what} is not a {shape}: {_summary(error)}") from None
+        raise config_error(f"{what} is not a {shape}: {_summary(error)}") from None
 
 
 def _json_file(path: str, what: str) -> Any:
     try:
         return json.loads(Path(path).read_text())
     except OSError as error:
-        raise _input_error(f"The {what} file {path} cannot be read: {error.strerror or error}.") from None
+        raise config_error(f"The {what} file {path} cannot be read: {error.strerror or error}.") from None
     except json.JSONDecodeError as error:
-        raise _input_error(
+        raise config_error(
             f"The {what} file {path} is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}."
         ) from None
 
@@ -75,7 +74,3 @@ def _summary(error: Exception) -> str:
     """The validator's words, on one line: its heading and the first problem it lists."""
     lines = [line.strip(" -") for line in str(error).strip().splitlines() if line.strip(" -")]
     return " ".join(lines[:2])[:300] or type(error).__name__
-
-
-def _input_error(message: str) -> AirbyteTracedException:
-    return AirbyteTracedException(message=message, failure_type=FailureType.config_error)

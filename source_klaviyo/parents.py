@@ -41,15 +41,15 @@ def parents_at_once(steady_per_minute: int, workers: int) -> int:
 
 
 class ParentPartition(PlannedPartition):
-    def __init__(self, planner: ParentPlanner, parent_id: str) -> None:
+    def __init__(self, planner: ParentPlanner, parent_id: str, start: ResumePoint) -> None:
         super().__init__(planner, IdentitySlice({PARENT: parent_id}))
         self._parents = planner
         self.parent_id = parent_id
+        self._start = start
 
     def pages(self) -> Iterator[Page]:
         cursor = self._parents.cursor
-        start = cursor.resume_point(self.parent_id) or ResumePoint(None)
-        for page in self._parents.stream.read_parent(self.parent_id, start):
+        for page in self._parents.stream.read_parent(self.parent_id, self._start):
             yield page.records
             # The page's records are queued by now: its progress may go into the next STATE.
             cursor.page_read(self._slice, page)
@@ -74,12 +74,13 @@ class ParentPlanner(Planner):
     def generate(self) -> Iterable[Partition]:
         # Every id first: reading parents holds a read slot, which the partitions need too.
         for parent_id in list(self.stream.parents()):
-            if self.cursor.resume_point(parent_id) is None:
+            start = self.cursor.resume_point(parent_id)
+            if start is None:
                 continue  # read by the interrupted sync this one resumes, or its state lies after now
             with self._changed:
                 if not self.wait_for(lambda: self._running < self.at_once):
                     return
                 self.started()
             self.cursor.planned()
-            yield ParentPartition(self, parent_id)
+            yield ParentPartition(self, parent_id, start)
         self.cursor.planning_done()

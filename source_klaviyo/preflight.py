@@ -51,13 +51,20 @@ class Access:
                 access.retired[stream.name] = stream.retired_message()
             elif status is not None:
                 access.readable.add(stream.name)
-        access._probe_includes([stream for stream in streams if stream.name in access.readable])
+        # What the probes above told of an endpoint (read, or not for lack of its scope) answers for its includes.
+        known = {
+            stream.endpoint_name: status
+            for stream, status in zip(streams, statuses, strict=True)
+            if status in (200, 403)
+        }
+        access._probe_includes([stream for stream in streams if stream.name in access.readable], known)
         return access
 
-    def _probe_includes(self, streams: list[KlaviyoStream]) -> None:
+    def _probe_includes(self, streams: list[KlaviyoStream], known: dict[str, int]) -> None:
         asking = {name: stream for stream in streams for name in stream.include_scopes()}
         for name, stream in asking.items():
-            if ParentCollection(stream, INCLUDE_ENDPOINTS[name]).probe() == 403:
+            endpoint = INCLUDE_ENDPOINTS[name]
+            if (known.get(endpoint) or ParentCollection(stream, endpoint).probe()) == 403:
                 fields = {other.name: other.fields_from(name) for other in streams if name in other.include_scopes()}
                 self.missing_includes[name] = (stream.include_scopes()[name], fields)
 

@@ -78,6 +78,12 @@ def whole_share(limit: int, share: float) -> int:
     return max(1, math.floor(limit * share))
 
 
+def leading_number(value: str | None) -> int | None:
+    """The first whole number of a header (`2` and `2, 2;w=60` both give 2)."""
+    found = re.match(r"\s*(\d+)", value or "")
+    return int(found[1]) if found else None
+
+
 class KlaviyoAPIBudget(HttpAPIBudget):
     """HttpAPIBudget that reads Klaviyo's headers the way Klaviyo writes them."""
 
@@ -152,8 +158,7 @@ class KlaviyoAPIBudget(HttpAPIBudget):
     def get_calls_left_from_response(self, response: requests.Response) -> int | None:
         if response.status_code in self._status_codes_for_ratelimit_hit:
             return None
-        match = re.match(r"\s*(\d+)", response.headers.get(self._ratelimit_remaining_header, ""))
-        return int(match.group(1)) if match else None
+        return leading_number(response.headers.get(self._ratelimit_remaining_header))
 
 
 def _rate(limit: int, interval: timedelta, share: float) -> Rate:

@@ -14,11 +14,13 @@ always sends), not from the start of the sync, which may be hours earlier.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, time, timedelta, timezone
 from email.utils import parsedate_to_datetime
 
 import requests
+
+from source_klaviyo.errors import json_body
+from source_klaviyo.rate_limits import leading_number
 
 # A 429 asking to wait longer than the steady window (a minute) is a daily limit, not a burst to sit out.
 DAILY_LIMIT_RETRY_AFTER = 60
@@ -54,7 +56,7 @@ def daily_limit_reached(response: requests.Response) -> bool:
 def klaviyo_quota(response: requests.Response, fallback_now: datetime) -> QuotaExhausted:
     """Klaviyo's daily 429 as the cap it names and the moment its window resets: the answer's time (its
     `Date`, else `fallback_now`) plus the seconds it asks to wait."""
-    limit = _leading_number(response.headers.get("RateLimit-Limit"))
+    limit = leading_number(response.headers.get("RateLimit-Limit"))
     cap = "Klaviyo's daily limit" + (f" of {limit} requests (its RateLimit-Limit)" if limit is not None else "")
     detail = _error_detail(response)
     cap += f', HTTP 429: "{detail}"' if detail else ", HTTP 429"
@@ -64,16 +66,10 @@ def klaviyo_quota(response: requests.Response, fallback_now: datetime) -> QuotaE
 def _wait_seconds(response: requests.Response) -> float:
     """Retry-After (what Klaviyo's 429 carries), else RateLimit-Reset; 0 when neither is a number."""
     for header in ("Retry-After", "RateLimit-Reset"):
-        seconds = _leading_number(response.headers.get(header))
+        seconds = leading_number(response.headers.get(header))
         if seconds is not None:
             return float(seconds)
     return 0.0
-
-
-def _leading_number(value: str | None) -> int | None:
-    """The first whole number of a header (`2` and `2, 2;w=60` both give 2)."""
-    found = re.match(r"\s*(\d+)", value or "")
-    return int(found[1]) if found else None
 
 
 def _answered_at(response: requests.Response, fallback: datetime) -> datetime:
@@ -86,7 +82,7 @@ def _answered_at(response: requests.Response, fallback: datetime) -> datetime:
 
 def _error_detail(response: requests.Response) -> str | None:
     try:
-        errors = response.json().get("errors") or []
+        errors = json_body(response).get("errors") or []
         detail = errors[0].get("detail") if isinstance(errors[0], dict) else None
     except (ValueError, AttributeError, IndexError, TypeError):
         return None

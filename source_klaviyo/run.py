@@ -31,13 +31,13 @@ def run(args: list[str] | None = None) -> None:
         message = error.as_sanitized_airbyte_message()
         if error.failure_type == FailureType.config_error:
             trace_error(message).stack_trace = None
-        lines = [filter_secrets(AirbyteEntrypoint.airbyte_message_to_string(message))]
+        line = filter_secrets(AirbyteEntrypoint.airbyte_message_to_string(message))
         status = error.as_connection_status_message()
         if status and args and args[0] == "check":
             # check answers a config error with a FAILED status, as the CDK does for errors inside check.
-            shutdown.print_last(*lines, AirbyteEntrypoint.airbyte_message_to_string(status))
+            shutdown.print_last(line, AirbyteEntrypoint.airbyte_message_to_string(status))
             return
-        shutdown.print_last(*lines)
+        shutdown.print_last(line)
         sys.exit(1)
 
 

@@ -59,6 +59,7 @@ from airbyte_cdk.utils.airbyte_secrets_utils import filter_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from source_klaviyo.errors import trace_error
+from source_klaviyo.protocol import write_all
 
 EXIT_CODE = 128 + signal.SIGTERM
 # How long after the signal the main thread goes on printing the pages in flight...
@@ -169,8 +170,8 @@ def _write(*lines: str) -> None:
     PRINT_BUFFER.flush()
     out = sys.__stdout__
     assert out is not None
-    out.write("".join(f"{line}\n" for line in lines))
-    out.flush()
+    # Whole even when a signal cuts the raw write short; the buffer's type as in protocol.KlaviyoEntrypoint.read.
+    write_all(out.buffer, "".join(f"{line}\n" for line in lines).encode())  # type: ignore[arg-type]
 
 
 def _watch(wakeup: socket.socket, signals: socket.socket) -> None:

@@ -137,11 +137,14 @@ class SourceKlaviyo(ConcurrentSourceAdapter):
         access.add(Access.probe(counting, settings.num_workers))
         if not access.readable:
             return False, access.problem()
-        problems = [access.problem()] if access.unreadable else []
-        problems += [access.include_problem()] if access.missing_includes else []
-        problems += [account.reports_left_out()] if account.reports_left_out() else []
-        if any(stream.needs_report_context for stream in streams) and account.timezone_unreadable():
-            problems.append(account.timezone_unreadable())
+        reports = any(stream.needs_report_context for stream in streams)
+        problems = [
+            access.problem(),
+            access.include_problem(),
+            account.reports_left_out(),
+            account.timezone_unreadable() if reports else "",
+        ]
+        problems = [problem for problem in problems if problem]
         if problems:
             logger.warning(" ".join(problems))
             return True, f"Connected, with a warning: {' '.join(problems)}"

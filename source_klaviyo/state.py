@@ -270,16 +270,6 @@ class ParentCursor(Cursor):
             state[UNFINISHED] = format_klaviyo_datetime(self._now)
         return state
 
-    def _entry(self, parent: str, progress: ParentProgress) -> dict[str, Any]:
-        entry: dict[str, Any] = {"partition": {self._parent_field: parent}, "cursor": {}}
-        if self._cursor_field and progress.value:
-            entry["cursor"] = {self._cursor_field: progress.value}
-            if progress.keys_at_value:
-                entry[KEYS_AT_CURSOR] = list(progress.keys_at_value)
-        if progress.next_page:
-            entry[NEXT_PAGE] = progress.next_page
-        return entry
-
     def since(self, parent_id: str) -> datetime | None:
         """Where this sync reads the parent from when it starts it afresh: its newest value (incremental), else the
         first-sync start (None: all of it); never before `start_date`."""

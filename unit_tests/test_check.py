@@ -22,9 +22,10 @@ ENDPOINT_NAMES = sorted(
 V1_URL = "https://a.klaviyo.com/api/v1/campaigns"
 # Without their settings, events_custom_dates, metric_aggregates and campaigns_v1 are not offered, nor probed;
 # an account without a "Placed Order" metric (the metrics list is empty here) is offered no campaign or flow
-# reports. Besides one probe per stream offered: the metrics (a probe and a page), the account, and the scopes of
-# what streams include (tags for campaigns, flows, lists and segments; the metric for events).
-PROBED = len(STREAM_CLASSES) - 3 - 3 + 3 + 2
+# reports. Besides one probe per stream offered: the metrics (a probe and a page) and the account. The scopes of
+# what streams include (tags for campaigns, flows, lists and segments; the metric for events) are not asked again:
+# the tags and metrics streams' own probes tell them.
+PROBED = len(STREAM_CLASSES) - 3 - 3 + 3
 V1 = config(legacy_v1_campaigns=True)
 
 

@@ -75,13 +75,9 @@ class ChildStream(KlaviyoStream, ABC):
     def parent_in_path(self, stream_slice: Mapping[str, Any] | None) -> str | None:
         return str((stream_slice or {}).get(PARENT, PROBE_PARENT))
 
-    def window_filters(self, stream_slice: Mapping[str, Any] | None) -> list[str]:
+    def window(self, stream_slice: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
         """From the parent's resume point (inclusive) up to the command's now, as windowed streams are bounded."""
-        if not self.cursor_field:
-            return []
-        since = (stream_slice or {}).get(SLICE_START)
-        lower = [f"greater-or-equal({self.cursor_field},{since})"] if since else []
-        return [*lower, f"less-than({self.cursor_field},{format_klaviyo_datetime(self._now)})"]
+        return (stream_slice or {}).get(SLICE_START), format_klaviyo_datetime(self._now)
 
     def probe_request(self) -> Mapping[str, Any] | None:
         """The first page of a parent that does not exist: 403 without the scopes, else 404 (or an empty page)."""

@@ -109,9 +109,9 @@ class MetricAggregates(KlaviyoStream):
     ) -> Iterable[Mapping[str, Any]]:
         query = next(query for query in self.queries if query.name == (stream_slice or {}).get(PARENT))
         newest = self.cursor.since(query.name) if isinstance(self.cursor, ParentCursor) else None
-        start = query.resume_start(newest)
-        if start < self._earliest(query):
-            start = self._earliest(query)
+        start, earliest = query.resume_start(newest), self._earliest(query)
+        if start < earliest:
+            start = earliest
             self.logger.warning(
                 f"metric_aggregates query '{query.name}' reaches back more than {MAX_YEARS_BACK} years, further than "
                 f"Klaviyo answers: it is read from {start.isoformat()}."
